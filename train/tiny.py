@@ -47,3 +47,46 @@ def make_tiny_llama(out_dir: Path, hidden: int = 64, layers: int = 2, seed: int 
     tok.save_pretrained(tmp)
     tmp.rename(out_dir)
     return out_dir
+
+
+# --- tiny datasets in the formats `onboard synth` writes (sft.jsonl, dpo.jsonl) ------------------
+_FACTS = [
+    ("Which port does the server listen on by default?", "It listens on port 3928."),
+    ("How do I start the server?", "Run `onboard serve` in a terminal."),
+    ("Where are models stored?", "Under $ONBOARD_HOME/models, one folder per model."),
+    ("How do I load a model?", "Send a POST request to /inferences/llamacpp/loadmodel."),
+    ("Which file format do models use?", "Models are GGUF files."),
+    ("How do I stop the server?", "Press Ctrl+C or call the /destroy endpoint."),
+    ("What does ngl control?", "ngl sets how many layers are offloaded to the GPU."),
+    ("How do I change the context size?", "Pass ctx_len when loading the model."),
+    ("Is a GPU required?", "No, it runs on a CPU; a GPU is optional."),
+    ("What license does the project use?", "It is released under the AGPLv3 license."),
+    ("How do I enable embeddings?", "Set embedding to true when loading the model."),
+    ("Which API does the chat endpoint follow?", "It follows the OpenAI chat completions API."),
+]
+
+
+def tiny_rows(n: int = 24) -> tuple[list[dict], list[dict]]:
+    """(sft rows, dpo rows) about a fictional server: short, fixed, learnable in a few steps."""
+    sft, dpo = [], []
+    for i in range(n):
+        q, a = _FACTS[i % len(_FACTS)]
+        if i >= len(_FACTS):
+            q = "Please tell me: " + q[0].lower() + q[1:]
+        prompt = [{"role": "user", "content": q}]
+        sft.append({"prompt": prompt, "completion": [{"role": "assistant", "content": a}]})
+        dpo.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": a}],
+                    "rejected": [{"role": "assistant", "content": "I am not sure, maybe check online."}]})
+    return sft, dpo
+
+
+def write_tiny_data(out_dir: Path, n: int = 24) -> Path:
+    """Write sft.jsonl and dpo.jsonl into out_dir; returns out_dir."""
+    import json
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sft, dpo = tiny_rows(n)
+    for name, rows in (("sft.jsonl", sft), ("dpo.jsonl", dpo)):
+        (out_dir / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return out_dir

@@ -1,0 +1,111 @@
+"""SFT stage: LoRA supervised fine-tuning with trl's SFTTrainer + peft, adapter merged at the end.
+
+Run as part of a recipe (`onboard train RECIPE`), or on its own:
+
+```bash
+python -m train.sft --model smollm2-135m --data data/sft.jsonl --out out/sft --max-steps 50
+python -m train.sft --model out/dpo/model --data data/sft.jsonl --out out/sft \
+    --lora-r 256 --lora-alpha 512 --lr 2e-4 --epochs 2
+# several GPUs: the same command under accelerate (DDP; add an FSDP config for big models)
+accelerate launch -m train.sft --model ... --data ... --out ...
+```
+
+Data: conversational prompt/completion rows as written by `onboard synth` (sft.jsonl):
+`{"prompt": [{"role": "user", ...}], "completion": [{"role": "assistant", ...}]}` - trl applies
+the chat template and masks the prompt, so the loss is on the answers only (`assistant_only_loss`
+does not work with SmolLM2's template). `{"messages": [...]}` rows are accepted too (loss on the
+whole conversation).
+
+Speed: sequences are packed best-fit-decreasing and fed padding-free (transformers builds the
+block-diagonal mask from position_ids, so packed examples never attend to each other); no eval
+loop; gradient checkpointing only on CUDA. Output: <out>/model (merged, safetensors + tokenizer).
+"""
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+from .common import (StageContext, detect_device, last_checkpoint, load_model, load_rows,
+                     lora_config, make_progress_callback, save_merged, train_metrics,
+                     training_args_kwargs)
+from .recipe import SftParams
+
+
+def split_holdout(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    if fraction <= 0 or len(rows) < 4:
+        return rows, []
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    n = max(1, int(len(rows) * fraction))
+    held = set(order[:n])
+    return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
+
+
+def sft_config(p: SftParams, ctx: StageContext):
+    from trl import SFTConfig
+
+    return SFTConfig(**training_args_kwargs(p, ctx.device, ctx.ckpt_dir, ctx.max_steps, ctx.progress),
+                     max_length=p.max_length, packing=p.packing, packing_strategy="bfd",
+                     completion_only_loss=None, dataset_num_proc=None)
+
+
+def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageContext) -> dict:
+    """Train, merge the adapter, save to ctx.model_dir. Returns metrics for the manifest."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    rows = load_rows(data_files, "sft")
+    train_rows, heldout = split_holdout(rows, p.holdout, p.seed)
+    if heldout:
+        import json
+
+        from assistant.models import atomic_write_text
+
+        atomic_write_text(ctx.out_dir / "heldout.jsonl",
+                          "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in heldout))
+    model, tok = load_model(model_dir, ctx.device)
+    callback = make_progress_callback(f"sft {ctx.out_dir.name}", ctx.progress)
+    trainer = SFTTrainer(model=model, args=sft_config(p, ctx), train_dataset=Dataset.from_list(train_rows),
+                         processing_class=tok, peft_config=lora_config(p) if p.lora else None,
+                         callbacks=[callback])
+    resume = last_checkpoint(ctx.ckpt_dir)
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    metrics = train_metrics(trainer, result, callback, started, resume)
+    metrics.update(rows=len(rows), train_rows=len(train_rows), heldout_rows=len(heldout))
+    save_merged(trainer, tok, ctx.model_dir, ctx.device.torch_dtype)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="LoRA SFT stage (trl SFTTrainer + peft)")
+    ap.add_argument("--model", required=True, help="registry name, .gguf or HF folder")
+    ap.add_argument("--data", required=True, nargs="+", type=Path, help="sft.jsonl file(s)")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--max-steps", type=int)
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--lora-r", type=int, default=256)
+    ap.add_argument("--lora-alpha", type=int, default=512)
+    ap.add_argument("--batch-size", type=int)
+    args = ap.parse_args(argv)
+    from assistant.settings import load_settings
+
+    from .base import hf_model_dir
+
+    settings = load_settings()
+    p = SftParams(epochs=args.epochs, lr=args.lr, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
+                  batch_size=args.batch_size)
+    args.out.mkdir(parents=True, exist_ok=True)
+    ctx = StageContext(out_dir=args.out, device=detect_device(), max_steps=args.max_steps, settings=settings)
+    metrics = run_sft(hf_model_dir(args.model, settings), args.data, p, ctx)
+    print(f"saved {ctx.model_dir}  loss {metrics['first_loss']} -> {metrics['final_loss']}  "
+          f"{metrics['tokens_per_s']} tokens/s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
