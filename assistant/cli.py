@@ -14,6 +14,7 @@ import importlib
 import json
 import os
 import sys
+from pathlib import Path
 
 import assistant  # noqa: F401  (sets offline environment before anything else loads)
 
@@ -112,10 +113,13 @@ def cmd_models_list(args, settings: Settings) -> int:
     table = Table(title=f"Models (ONBOARD_HOME={settings.home})")
     for col in ("name", "source", "size", "arch", "params", "quant", "license", "installed", "where / how to install"):
         table.add_column(col, overflow="fold")
+    home = str(Path.home())
     for r in rows:
+        where = r.location.replace(home, "~", 1) if r.installed else r.install
         table.add_row(r.name, r.source, f"{r.size_mb} MB", r.arch, r.params, r.quant, r.license,
-                      "yes" if r.installed else "no", r.location if r.installed else r.install)
-    Console(width=max(120, Console().width)).print(table)
+                      "yes" if r.installed else "no", where)
+    console = Console()
+    Console(width=max(160, console.width) if not console.is_terminal else None).print(table)
     return 0
 
 
