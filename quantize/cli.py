@@ -25,7 +25,7 @@ def _console():
 def cmd_quantize(args, settings) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from .convert import parse_types, quantize_model
+    from .convert import check_hf_dir, parse_types, quantize_model
 
     types = parse_types(args.types)
     eval_text = None
@@ -38,10 +38,11 @@ def cmd_quantize(args, settings) -> int:
             eval_text = p.read_text(encoding="utf-8", errors="replace")
         if not eval_text or not eval_text.strip():
             raise OnboardError(f"--eval-text {p}: no text found (give a .txt/.md file or a folder of them)")
+    check_hf_dir(Path(args.hf_dir).expanduser())  # bad input fails before any progress display
     console = _console()
     steps = 1 + 2 * len([t for t in types if t != "f16"]) + (0 if args.no_verify else 1) + (1 if args.name else 0)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
+                  console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("quantize", total=steps)
 
         def step(msg: str):
@@ -89,7 +90,8 @@ def cmd_export(args, settings) -> int:
 def cmd_bundle_create(args, settings) -> int:
     from .bundle import create_bundle
 
-    path = create_bundle(settings, args.name, Path(args.out), index=args.index, progress=_console().log)
+    path = create_bundle(settings, args.name, Path(args.out), index=args.index, as_name=getattr(args, "as_name"),
+                         progress=_console().log)
     print(path)
     return 0
 
@@ -97,7 +99,8 @@ def cmd_bundle_create(args, settings) -> int:
 def cmd_bundle_import(args, settings) -> int:
     from .bundle import import_bundle
 
-    info = import_bundle(settings, Path(args.file), force=args.force, progress=_console().log)
+    info = import_bundle(settings, Path(args.file), force=args.force, expect_sha256=args.sha256,
+                         progress=_console().log)
     print(json.dumps(info, indent=2) if args.json else
           f"installed model {info['model']}" + (f" and index {info['index']}" if info.get("index") else "")
           + f" into {settings.home}\ntry: onboard ask --model {info['model']}"
@@ -158,10 +161,12 @@ def register(sub) -> None:
     p.add_argument("name", help="registry name of the model")
     p.add_argument("-o", "--out", required=True, help="bundle file to write (e.g. nitro.onboard)")
     p.add_argument("--index", help="docs index to include (default: none)")
+    p.add_argument("--as", dest="as_name", help="name the model gets in the bundle (needed for packaged models)")
     p.set_defaults(func=cmd_bundle_create)
     p = bundle.add_parser("import", help="verify a bundle's checksums and install it into ONBOARD_HOME")
     p.add_argument("file", help="bundle file")
     p.add_argument("--force", action="store_true", help="replace a model/index of the same name")
+    p.add_argument("--sha256", help="refuse the bundle unless the whole file has this sha256 (printed by create)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bundle_import)
 
