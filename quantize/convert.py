@@ -240,24 +240,33 @@ def tensor_types(path: Path) -> dict:
 
 
 def gguf_metadata(path: Path) -> dict:
-    """A few header fields of a GGUF (architecture, chat template, context length, eos token...)."""
-    from gguf import GGUFReader
+    """Header fields of a GGUF (architecture, chat template, context length, eos token, license).
 
-    reader = GGUFReader(str(path))
-    fields = reader.fields
-    out = {}
-    for key in ("general.architecture", "general.name", "tokenizer.chat_template",
-                "tokenizer.ggml.eos_token_id", "tokenizer.ggml.bos_token_id", "general.file_type"):
-        if key in fields:
-            out[key] = fields[key].contents()
+    Read by llama.cpp with vocab_only: ~0.1 s, where gguf's pure-Python reader walks the whole
+    vocabulary (seconds for a 49k-token model)."""
+    import llama_cpp
+
+    from assistant.llm import _quiet_stderr
+
+    check_gguf(path)
+    try:
+        with _quiet_stderr():
+            llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    except (ValueError, RuntimeError, OSError) as e:
+        raise OnboardError(f"cannot read {path}: {e} (truncated or unsupported GGUF?)") from None
+    meta = dict(llm.metadata)
+    out: dict = {k: meta[k] for k in ("general.architecture", "general.name", "general.license",
+                                      "tokenizer.chat_template") if k in meta}
+    for key in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.bos_token_id", "general.file_type"):
+        if str(meta.get(key, "")).lstrip("-").isdigit():
+            out[key] = int(meta[key])
     arch = out.get("general.architecture")
-    if arch and f"{arch}.context_length" in fields:
-        out["context_length"] = fields[f"{arch}.context_length"].contents()
+    if str(meta.get(f"{arch}.context_length", "")).isdigit():
+        out["context_length"] = int(meta[f"{arch}.context_length"])
     eos = out.get("tokenizer.ggml.eos_token_id")
-    if isinstance(eos, int) and "tokenizer.ggml.tokens" in fields:
-        tokens = fields["tokenizer.ggml.tokens"]
-        if eos < len(tokens.data):
-            out["eos_token"] = bytes(tokens.parts[tokens.data[eos]]).decode("utf-8", errors="replace")
+    if eos is not None and 0 <= eos < llm.n_vocab():
+        out["eos_token"] = llm.detokenize([eos], special=True).decode("utf-8", errors="replace")
+    del llm
     return out
 
 

@@ -99,6 +99,7 @@ def export_ollama(name: str, out_dir: Path, settings, system: str = SYSTEM_PLAIN
     path, card = _model_facts(name, settings)
     meta = _gguf_header(path)
     fam = detect_family(meta.get("tokenizer.chat_template"))
+    card.setdefault("license", meta.get("general.license", ""))
     model_id = _export_name(name)
     folder = Path(out_dir).expanduser() / model_id
     folder.mkdir(parents=True, exist_ok=True)
@@ -126,6 +127,7 @@ def export_jan(name: str, out_dir: Path, settings, system: str = SYSTEM_PLAIN) -
     path, card = _model_facts(name, settings)
     meta = _gguf_header(path)
     fam = detect_family(meta.get("tokenizer.chat_template"))
+    card.setdefault("license", meta.get("general.license", ""))
     model_id = _export_name(name)
     folder = Path(out_dir).expanduser() / model_id
     folder.mkdir(parents=True, exist_ok=True)
