@@ -284,11 +284,18 @@ class _Packer:
             taken.insert(0, line)
         if taken and any(t.strip() for t in taken):
             return "\n".join(taken).strip("\n") + "\n"
-        ids = self.tok.encode(lines[-1])
-        piece = self.tok.decode(ids[-self.overlap:])
-        if " " in piece:
-            piece = piece.split(" ", 1)[1]  # drop the partial first word
-        return piece.strip() + " " if piece.strip() and self.tok.count(piece) <= self.overlap else ""
+        # the last line alone is too long: the longest suffix of whole sentences, else of words
+        last = lines[-1].strip()
+        for parts, sep in ((_SENTENCE.split(last), " "), (last.split(" "), " ")):
+            best = ""
+            for i in range(len(parts) - 1, 0, -1):
+                cand = sep.join(parts[i:])
+                if self.tok.count(cand) > self.overlap:
+                    break
+                best = cand
+            if best:
+                return best + " "
+        return ""
 
     def pack(self, text: str) -> list[tuple[str, int]]:
         """Greedy packing of units; the exact count of the joined text is checked at emit

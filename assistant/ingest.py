@@ -104,7 +104,7 @@ def read_text(path: Path, max_bytes: int) -> str:
                        "(split it, or raise the limit with --max-file-mb)")
     try:
         with open(path, "rb") as f:
-            data = f.read(max_bytes + 1)
+            data = f.read(min(max_bytes, st.st_size) + 1)  # read(n) preallocates n bytes
     except OSError as e:
         raise SkipFile(f"unreadable ({e.strerror})") from None
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
