@@ -102,7 +102,7 @@ def interpret(state: ServerState, body) -> dict:
                            param="model", code="model_not_found")
     if ":" in model:
         mode = model.split(":", 1)[1]
-    extra_mode = (body.model_extra or {}).get("mode")
+    extra_mode = getattr(body, "mode", None) or (body.model_extra or {}).get("mode")
     if extra_mode is not None:
         if extra_mode not in MODES:
             raise RequestError(f"unknown mode {extra_mode!r}; choose one of: {', '.join(MODES)}", param="mode")
