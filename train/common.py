@@ -136,6 +136,15 @@ def make_progress_callback(title: str, enabled: bool):
     return Progress()
 
 
+def quiet_trainer(trainer) -> None:
+    """With tqdm off, Trainer prints every log dict to stdout; our callback shows progress instead
+    (and stdout stays clean for `onboard train --json`)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+
+
 def loss_chart(losses: list[dict], out: Path, title: str) -> Path | None:
     """PNG of the loss curve next to the manifest (people look at it; numbers go in the JSON)."""
     if len(losses) < 2:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .common import (StageContext, detect_device, last_checkpoint, load_model, load_rows,
+from .common import (StageContext, quiet_trainer, detect_device, last_checkpoint, load_model, load_rows,
                      lora_config, make_progress_callback, save_merged, train_metrics,
                      training_args_kwargs)
 from .recipe import DpoParams
@@ -43,6 +43,7 @@ def run_dpo(model_dir: Path, data_files: list[Path], p: DpoParams, ctx: StageCon
     trainer = DPOTrainer(model=model, ref_model=None, args=dpo_config(p, ctx),
                          train_dataset=Dataset.from_list(rows), processing_class=tok,
                          peft_config=lora_config(p) if p.lora else None, callbacks=[callback])
+    quiet_trainer(trainer)
     resume = last_checkpoint(ctx.ckpt_dir)
     started = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)

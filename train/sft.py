@@ -26,7 +26,7 @@ import random
 import time
 from pathlib import Path
 
-from .common import (StageContext, detect_device, last_checkpoint, load_model, load_rows,
+from .common import (StageContext, quiet_trainer, detect_device, last_checkpoint, load_model, load_rows,
                      lora_config, make_progress_callback, save_merged, train_metrics,
                      training_args_kwargs)
 from .recipe import SftParams
@@ -69,6 +69,7 @@ def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageCon
     trainer = SFTTrainer(model=model, args=sft_config(p, ctx), train_dataset=Dataset.from_list(train_rows),
                          processing_class=tok, peft_config=lora_config(p) if p.lora else None,
                          callbacks=[callback])
+    quiet_trainer(trainer)
     resume = last_checkpoint(ctx.ckpt_dir)
     started = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
