@@ -212,6 +212,8 @@ def import_bundle(settings, path: Path, force: bool = False, expect_sha256: str 
         try:
             with tarfile.open(path, "r:") as tar:
                 tar.extractall(staging, filter="data")
+        except tarfile.FilterError as e:  # absolute path, "..", link out of the folder, device...
+            raise OnboardError(f"bundle {path} contains an unsafe entry ({e}); refusing it") from None
         except (tarfile.TarError, EOFError, OSError) as e:
             if isinstance(e, OSError) and not isinstance(e, tarfile.TarError) and e.errno is not None:
                 raise OnboardError(f"cannot extract bundle {path}: {e.strerror}") from None
