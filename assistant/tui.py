@@ -1,0 +1,499 @@
+"""`onboard chat`: the offline terminal chat (Textual).
+
+    onboard chat                       # default model, mode and index from settings
+    onboard chat --mode hybrid --model my-nitro-model --index docs
+
+Keys: Enter ask · Esc stop the answer · F2 mode · F3 model · F4 index · F5 history ·
+F6 👍 · F7 👎 (+ correction) · F8 copy answer · Ctrl+N new chat · Ctrl+Q / Ctrl+C quit.
+
+The screen is interactive before llama.cpp, Chroma or torch are imported: the model and the
+index load in worker threads (`@work(thread=True)`) and the status bar says "loading…". Answers
+stream from a worker that forwards each token to a MarkdownStream on the UI thread, as in
+Textual's examples/mother.py. History is saved after every answer and on quit (partial answers
+included); ratings go straight to the SQLite feedback store.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from functools import partial
+
+from textual import on, work
+from textual._callback import invoke
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Button, Footer, Header, Input, Label, Markdown, Select
+
+from .answer import MODES
+from .errors import OnboardError
+from .history import Conversation, HistoryStore, Turn
+from .settings import Settings
+from .tui_widgets import (AnswerView, CorrectionScreen, HistoryScreen, IndexingScreen, ProblemScreen,
+                          PromptView, SourcesPanel, StatusBar)
+
+CSS = """
+#top-bar { height: 3; padding: 0 1; }
+#top-bar Label { padding: 1 1 0 1; }
+#top-bar Select { width: 24; }
+#top-bar #model { width: 32; }
+#main { height: 1fr; }
+#chat { width: 2fr; padding: 0 1; }
+#sources { width: 1fr; border: round $primary-darken-2; padding: 0 1; }
+PromptView { background: $primary 12%; color: $text; margin: 1 8 0 0; padding: 0 1;
+             border-left: thick $primary; }
+AnswerView { height: auto; margin: 1 0 0 4; border-left: thick $success; padding: 0 0 0 1; }
+AnswerView .answer-body { margin: 0; padding: 0; }
+.answer-actions { height: 1; }
+.answer-meta { width: 1fr; color: $text-muted; }
+Button.rate { min-width: 6; height: 1; border: none; margin: 0 0 0 1; }
+#question { dock: bottom; margin: 0 1; }
+StatusBar { dock: bottom; height: 1; padding: 0 1; background: $panel; color: $text-muted; }
+.hint { color: $text-muted; }
+.dialog { width: 76; height: auto; max-height: 90%; padding: 1 2; border: thick $primary;
+          background: $surface; }
+.dialog.wide { width: 100; }
+ProblemScreen, CorrectionScreen, HistoryScreen, IndexingScreen { align: center middle; }
+.dialog-title { text-style: bold; margin-bottom: 1; }
+.fix-command { background: $boost; color: $success; padding: 0 1; margin-bottom: 1; }
+#correction { height: 8; }
+.dialog-buttons { height: auto; margin-top: 1; }
+.dialog-buttons Button { margin-right: 1; }
+"""
+
+WELCOME = """**onboard** answers questions about your docs, offline.
+Type a question and press Enter. `F2` switches mode (plain / rag / hybrid), `Esc` stops an answer,
+`F6`/`F7` rate it, `F5` browses history, `Ctrl+Q` quits."""
+
+
+class ChatApp(App):
+    TITLE = "onboard"
+    CSS = CSS
+    AUTO_FOCUS = "#question"
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "quit", priority=True),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
+        Binding("escape", "stop", "stop"),
+        Binding("f2", "cycle_mode", "mode"),
+        Binding("f3", "pick('#model')", "model"),
+        Binding("f4", "pick('#index')", "index"),
+        Binding("f5", "history", "history"),
+        Binding("f6", "rate(1)", "👍"),
+        Binding("f7", "rate(-1)", "👎"),
+        Binding("f8", "copy_answer", "copy"),
+        Binding("ctrl+n", "new_chat", "new chat"),
+    ]
+
+    def __init__(self, settings: Settings, *, mode: str | None = None, model: str | None = None,
+                 index: str | None = None, max_tokens: int | None = None, first_run_index: bool = True):
+        super().__init__()
+        self.settings = settings
+        self.mode = mode or settings.mode
+        if self.mode not in MODES:
+            raise OnboardError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+        self.model_name = model or settings.model
+        self.index_name = index or settings.index
+        self.max_tokens = max_tokens or settings.max_tokens
+        self.first_run_index = first_run_index
+        self.history = HistoryStore(settings.home / "history")
+        self.conv = Conversation.new()
+        self._feedback = None
+        self._model = None
+        self._model_key: str | None = None
+        self._retrievers: dict[str, object] = {}
+        self._model_lock = threading.Lock()
+        self._index_lock = threading.Lock()
+        self._save_lock = threading.Lock()
+        self._cancel: threading.Event | None = None
+        self._quitting = False
+        self.state = "loading model…"
+        self.last_stats: dict = {}
+        self.problems: list[str] = []  # titles of problem screens shown (for tests and logs)
+
+    # --- layout --------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        from .models import list_models
+
+        models = [m.name for m in list_models(self.settings) if m.installed]
+        if self.model_name not in models:
+            models.append(self.model_name)
+        indexes = sorted({self.index_name, *self._index_names()})
+        yield Header()
+        with Horizontal(id="top-bar"):
+            yield Label("mode")
+            yield Select([(m, m) for m in MODES], value=self.mode, allow_blank=False, id="mode")
+            yield Label("model")
+            yield Select([(m, m) for m in models], value=self.model_name, allow_blank=False, id="model")
+            yield Label("index")
+            yield Select([(i, i) for i in indexes], value=self.index_name, allow_blank=False, id="index")
+        with Horizontal(id="main"):
+            yield VerticalScroll(Markdown(WELCOME, classes="hint"), id="chat")
+            yield SourcesPanel(id="sources")
+        yield Footer()
+        yield StatusBar(id="status")
+        yield Input(placeholder="Ask about your docs…  (Enter to send)", id="question")
+
+    def _index_names(self) -> list[str]:
+        try:
+            from . import index as index_mod
+        except ImportError:
+            return []
+        lister = getattr(index_mod, "list_indexes", None)
+        if lister is None:
+            root = self.settings.indexes_dir
+            return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        return [getattr(i, "name", i) if not isinstance(i, dict) else i.get("name") for i in lister(self.settings)]
+
+    def on_mount(self) -> None:
+        self.sub_title = "offline docs assistant"
+        self.query_one(SourcesPanel).display = self.mode != "plain"
+        self._set_state("loading model…")
+        self.load_model()
+        if self.mode != "plain":
+            self.load_index(self.index_name)
+
+    # --- thread <-> UI -------------------------------------------------------------------
+    def _ui(self, fn, *args, **kw):
+        """call_from_thread that gives up when the app is closing (never blocks shutdown)."""
+        loop = self._loop
+        if self._quitting or loop is None or loop.is_closed():
+            return None
+
+        async def run():
+            with self._context():
+                return await invoke(partial(fn, *args, **kw))
+
+        try:
+            fut = asyncio.run_coroutine_threadsafe(run(), loop)
+        except RuntimeError:
+            return None
+        while True:
+            try:
+                return fut.result(timeout=0.25)
+            except concurrent.futures.TimeoutError:
+                if self._quitting or loop.is_closed():
+                    fut.cancel()
+                    return None
+
+    def _set_state(self, state: str | None = None) -> None:
+        if state is not None:
+            self.state = state
+        self.query_one(StatusBar).show(model=self.model_name, mode=self.mode, index=self.index_name,
+                                       state=self.state, tps=self.last_stats.get("tokens_per_s"),
+                                       ttft_ms=self.last_stats.get("ttft_ms"))
+
+    def show_problem(self, title: str, message: str, fix: str = "") -> None:
+        self.problems.append(title)
+        self.push_screen(ProblemScreen(title, message, fix))
+
+    # --- model and index (worker threads) ------------------------------------------------
+    def get_model(self):
+        with self._model_lock:
+            if self._model is None or self._model_key != self.model_name:
+                from .llm import load_chat_model
+                from .models import resolve_model
+
+                name = self.model_name
+                path = resolve_model(name, self.settings)
+                self._model = load_chat_model(path, n_ctx=self.settings.n_ctx,
+                                              n_threads=self.settings.n_threads, seed=self.settings.seed)
+                self._model_key = name
+            return self._model
+
+    @work(thread=True, group="model")
+    def load_model(self) -> None:
+        try:
+            self.get_model()
+        except OnboardError as e:
+            self._ui(self._model_problem, str(e))
+            return
+        self._ui(self._set_state, "ready")
+
+    def _model_problem(self, message: str) -> None:
+        fix = message.split("install it with:", 1)[1].strip() if "install it with:" in message else \
+            f"onboard models list      # then: onboard chat --model NAME"
+        self._set_state("no model")
+        self.show_problem("Model not available", message, fix)
+
+    def get_retriever(self, name: str):
+        with self._index_lock:
+            if name not in self._retrievers:
+                from . import index as index_mod
+
+                if not self.settings.chroma_url and not index_mod.index_exists(self.settings, name):
+                    self._build_first_index(index_mod, name)
+                self._retrievers[name] = index_mod.open_retriever(self.settings, name, progress=False)
+            return self._retrievers[name]
+
+    def _build_first_index(self, index_mod, name: str) -> None:
+        """First run: the default index "docs" over the project's docs/, with a progress screen."""
+        corpus = index_mod.default_corpus_path()
+        if name != "docs" or corpus is None or not self.first_run_index \
+                or index_mod.read_manifest(self.settings, name).get("files"):
+            index_mod.open_retriever(self.settings, name, progress=False)  # raises its precise error
+            return
+        screen = IndexingScreen(str(corpus))
+        self._ui(self.push_screen, screen)
+        self._ui(self._set_state, "indexing docs…")
+        try:
+            index_mod.index_path(self.settings, corpus, name=name, progress=False)
+        finally:
+            self._ui(screen.dismiss)
+
+    @work(thread=True, group="index")
+    def load_index(self, name: str) -> None:
+        try:
+            self.get_retriever(name)
+        except OnboardError as e:
+            self._ui(self._index_problem, name, str(e))
+            return
+        self._ui(self._set_state, None)
+
+    def _index_problem(self, name: str, message: str) -> None:
+        fix = message.rsplit(" with:", 1)[1].strip() if " with:" in message else f"onboard index PATH --index {name}"
+        if self.mode != "plain":
+            self.set_mode("plain")
+            self.notify("switched to plain mode until the index exists", severity="warning")
+        self.show_problem("Docs index not available", message, fix)
+
+    # --- asking --------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self._cancel is not None
+
+    @on(Input.Submitted, "#question")
+    async def ask(self, event: Input.Submitted) -> None:
+        question = event.value.strip()
+        if not question:
+            return
+        if self.busy:
+            self.notify("an answer is still running: press Esc to stop it", severity="warning")
+            return
+        event.input.clear()
+        turn = Turn(question=question, mode=self.mode, model=self.model_name,
+                    index=self.index_name if self.mode != "plain" else "")
+        history = self.conv.pairs()
+        self.conv.turns.append(turn)
+        chat = self.query_one("#chat", VerticalScroll)
+        view = AnswerView(turn)
+        await chat.mount_all([PromptView(question), view])
+        chat.anchor()
+        self._cancel = threading.Event()
+        await self.query_one(SourcesPanel).show([])
+        self.answer(turn, view, history, self._cancel)
+
+    @work(thread=True, group="answer")
+    def answer(self, turn: Turn, view: AnswerView, history: list, cancel: threading.Event) -> None:
+        from .answer import AnswerJob
+
+        try:
+            if self._model is None or self._model_key != self.model_name:
+                self._ui(self._set_state, "loading model…")
+            model = self.get_model()
+            retriever = None
+            if turn.mode != "plain":
+                self._ui(self._set_state, "retrieving…" if turn.mode == "rag" else "drafting…")
+                retriever = self.get_retriever(turn.index)
+            start = time.perf_counter()
+            job = AnswerJob(turn.question, model, mode=turn.mode, retriever=retriever, k=self.settings.top_k,
+                            history=history, max_tokens=self.max_tokens, temperature=self.settings.temperature,
+                            cancel=cancel, model_name=turn.model)
+            turn.sources = [h.to_dict() for h in job.prepare()]
+            if turn.sources:
+                self._ui(self.query_one(SourcesPanel).show, turn.sources)
+            self._ui(self._set_state, "answering…  (Esc stops)")
+            stream = self._ui(Markdown.get_stream, view.body)
+            pieces: list[str] = []
+            for piece in job.stream():
+                if not pieces:
+                    self.last_stats = {"ttft_ms": (time.perf_counter() - start) * 1000}
+                pieces.append(piece)
+                turn.answer = "".join(pieces)  # kept current so a quit mid-answer saves it
+                if stream is not None:
+                    self._ui(stream.write, piece)
+            if stream is not None:
+                self._ui(stream.stop)
+            turn.answer, turn.stopped = job.result.answer, job.result.stopped
+            turn.timings = {**job.result.timings, "ttft_ms": round(self.last_stats.get("ttft_ms", 0), 1)}
+            self.last_stats = {"tokens_per_s": turn.timings.get("tokens_per_s"), "ttft_ms": turn.timings["ttft_ms"]}
+        except OnboardError as e:
+            turn.answer = f"**error:** {e}"
+            if turn.mode != "plain" and "index" in str(e):
+                self._ui(self._index_problem, turn.index, str(e))
+        except KeyboardInterrupt:
+            turn.stopped = True
+        finally:
+            if cancel.is_set():
+                turn.stopped = True
+            self.save_history()
+            self._ui(self._answer_done, view)
+
+    async def _answer_done(self, view: AnswerView) -> None:
+        await view.show_final()
+        self._set_state("stopped" if view.turn.stopped else "ready")
+        self._cancel = None  # last: "not busy" means the answer is fully shown
+
+    def save_history(self) -> None:
+        with self._save_lock:
+            self.history.save(self.conv)
+
+    # --- actions -------------------------------------------------------------------------
+    def action_stop(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+            self._set_state("stopping…")
+
+    async def action_quit(self) -> None:
+        self._quitting = True
+        if self._cancel is not None:
+            self._cancel.set()
+        self.save_history()
+        self.exit()
+
+    def set_mode(self, mode: str) -> None:
+        self.mode = mode
+        select = self.query_one("#mode", Select)
+        if select.value != mode:
+            select.value = mode
+        self.query_one(SourcesPanel).display = mode != "plain"
+        self._set_state()
+        if mode != "plain":
+            self.load_index(self.index_name)
+
+    def action_cycle_mode(self) -> None:
+        self.set_mode(MODES[(MODES.index(self.mode) + 1) % len(MODES)])
+
+    def action_pick(self, selector: str) -> None:
+        select = self.query_one(selector, Select)
+        select.focus()
+        select.expanded = True
+
+    @on(Select.Changed, "#mode")
+    def _mode_changed(self, event: Select.Changed) -> None:
+        if str(event.value) != self.mode:
+            self.set_mode(str(event.value))
+
+    @on(Select.Changed, "#model")
+    def _model_changed(self, event: Select.Changed) -> None:
+        if str(event.value) != self.model_name:
+            self.model_name = str(event.value)
+            self._set_state("loading model…")
+            self.load_model()
+
+    @on(Select.Changed, "#index")
+    def _index_changed(self, event: Select.Changed) -> None:
+        if str(event.value) != self.index_name:
+            self.index_name = str(event.value)
+            self._set_state()
+            if self.mode != "plain":
+                self.load_index(self.index_name)
+
+    def _answer_views(self) -> list[AnswerView]:
+        return list(self.query(AnswerView))
+
+    def _target_view(self, widget=None) -> AnswerView | None:
+        if widget is not None:
+            for node in widget.ancestors_with_self:
+                if isinstance(node, AnswerView):
+                    return node
+        views = [v for v in self._answer_views() if v.turn.answer]
+        return views[-1] if views else None
+
+    @property
+    def feedback(self):
+        if self._feedback is None:
+            from .feedback import FeedbackStore
+
+            self._feedback = FeedbackStore(self.settings.feedback_db)
+        return self._feedback
+
+    def rate(self, view: AnswerView, rating: int, correction: str = "") -> None:
+        turn = view.turn
+        if not turn.answer or (self.busy and view is self._answer_views()[-1]):
+            self.notify("wait for the answer to finish before rating it", severity="warning")
+            return
+        self.feedback.record(turn.answer_id, prompt=turn.question, answer=turn.answer, rating=rating,
+                             correction=correction, model=turn.model, mode=turn.mode,
+                             sources=[s.get("ref", "") for s in turn.sources], conversation_id=self.conv.id)
+        turn.rating = rating
+        view.refresh_meta()
+        self.save_history()
+        self.notify("saved 👍 thanks" if rating > 0 else
+                    ("saved 👎 with your correction" if correction else "saved 👎"))
+
+    def action_rate(self, rating: int, widget=None) -> None:
+        view = self._target_view(widget)
+        if view is None:
+            self.notify("no answer to rate yet", severity="warning")
+        elif rating > 0:
+            self.rate(view, 1)
+        else:
+            self.push_screen(CorrectionScreen(view.turn.question),
+                             callback=lambda c: None if c is None else self.rate(view, -1, c))
+
+    def action_copy_answer(self, widget=None) -> None:
+        view = self._target_view(widget)
+        if view is None:
+            self.notify("no answer to copy yet", severity="warning")
+            return
+        self.copy_to_clipboard(view.turn.answer)
+        self.notify("answer copied to the clipboard")
+
+    @on(Button.Pressed, ".rate")
+    def _answer_button(self, event: Button.Pressed) -> None:
+        if event.button.id == "copy":
+            self.action_copy_answer(event.button)
+        else:
+            self.action_rate(1 if event.button.id == "rate-up" else -1, event.button)
+
+    @on(Markdown.LinkClicked)
+    async def _citation_clicked(self, event: Markdown.LinkClicked) -> None:
+        if not event.href.startswith("#source-"):
+            return
+        view = self._target_view(event.markdown)
+        panel = self.query_one(SourcesPanel)
+        panel.display = True
+        if view is not None:
+            await panel.show(view.turn.sources)
+        panel.expand(int(event.href.rsplit("-", 1)[1]))
+
+    async def action_new_chat(self) -> None:
+        if self.busy:
+            self.notify("an answer is still running: press Esc first", severity="warning")
+            return
+        self.save_history()
+        self.conv = Conversation.new()
+        await self._show_conversation()
+        self.notify("new chat")
+
+    def action_history(self) -> None:
+        if self.busy:
+            self.notify("an answer is still running: press Esc first", severity="warning")
+            return
+        self.push_screen(HistoryScreen(self.history.list()), callback=self._open_conversation)
+
+    async def _open_conversation(self, conv_id: str | None) -> None:
+        if not conv_id or conv_id == self.conv.id:
+            return
+        self.save_history()
+        self.conv = self.history.load(conv_id)
+        await self._show_conversation()
+
+    async def _show_conversation(self) -> None:
+        chat = self.query_one("#chat", VerticalScroll)
+        await chat.remove_children()
+        widgets = [Markdown(WELCOME, classes="hint")] if not self.conv.turns else []
+        for turn in self.conv.turns:
+            widgets += [PromptView(turn.question), AnswerView(turn)]
+        await chat.mount_all(widgets)
+        chat.scroll_end(animate=False)
+        last = self.conv.turns[-1].sources if self.conv.turns else []
+        await self.query_one(SourcesPanel).show(last)
+
+
+def run_chat(settings: Settings, **kw) -> int:
+    app = ChatApp(settings, **kw)
+    app.run()
+    return 0
