@@ -17,17 +17,34 @@ TRAIN_META_NAMES = ("onboard_card.json", "onboard_train.json", "train_meta.json"
 KNOWN_LICENSES = {"smollm2": "Apache-2.0", "qwen2.5": "Apache-2.0", "gemma": "Gemma terms of use"}
 
 
+def _json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def read_train_meta(hf_dir: Path) -> dict:
+    """Facts about how the weights were made: a meta file beside them, else the `onboard train`
+    run they came from (OUT/NN-stage/model with OUT/run.json and per-stage manifest.json)."""
     for name in TRAIN_META_NAMES:
-        p = Path(hf_dir) / name
-        if p.is_file():
-            try:
-                data = json.loads(p.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if isinstance(data, dict):
-                return {**data, "_meta_file": name}
-    return {}
+        data = _json(Path(hf_dir) / name)
+        if data:
+            return {**data, "_meta_file": name}
+    run = _json(Path(hf_dir).parent.parent / "run.json")
+    if not run.get("stages"):
+        return {}
+    manifests = [_json(Path(st.get("dir", "")) / "manifest.json") for st in run["stages"]]
+    first_inputs = (manifests[0].get("inputs") or {}).get("models") or [{}] if manifests else [{}]
+    base = first_inputs[0].get("ref", "?") if first_inputs else "?"
+    if first_inputs and first_inputs[0].get("path"):
+        base = f"{base} ({first_inputs[0]['path']})"
+    data = [{"stage": m.get("stage"), **d} for m in manifests for d in (m.get("inputs") or {}).get("data", [])]
+    return {"base": base, "recipe": {"name": run.get("recipe"), "file": run.get("source"),
+                                     "stages": [{"stage": st.get("stage"), "type": st.get("type"),
+                                                 "metrics": st.get("metrics")} for st in run["stages"]]},
+            "data": data or "none recorded", "_meta_file": str(Path(hf_dir).parent.parent / "run.json")}
 
 
 def _readme_license(hf_dir: Path) -> str | None:

@@ -22,14 +22,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Callable
 
 from assistant.errors import OnboardError
-from assistant.models import atomic_write_text, check_gguf, register_built_model, sha256_file
+from assistant.models import atomic_write_text, register_built_model, sha256_file
 
 from .card import build_card, write_card_md
+from .verify import DEFAULT_EVAL_TEXT, default_eval_text, evaluate_gguf, gguf_metadata, tensor_types  # noqa: F401 (re-exported)
 
 # type name -> llama.cpp ftype constant name (f16 comes from the converter itself).
 QUANT_FTYPES = {
@@ -42,44 +42,6 @@ QUANT_FTYPES = {
 TYPES = ("f16", *QUANT_FTYPES)
 # Largest accepted perplexity ratio vs f16. Loose for 4-bit: small models lose more per bit.
 MAX_PPL_RATIO = {"f16": 1.0, "q8_0": 1.05, "q6_k": 1.1, "q5_k_m": 1.15, "q4_k_m": 1.5, "q4_0": 1.6}
-EVAL_CTX = 512
-EVAL_MAX_TOKENS = 1024
-GEN_TOKENS = 16
-HELDOUT_NAMES = ("heldout.txt", "eval_text.txt")  # held-out text a training run may leave beside the weights
-
-# Fallback held-out text: generic technical-docs prose written for this project, so the check
-# works with no corpus at hand. Pass real held-out docs (eval_text / --eval-text) when you have them.
-DEFAULT_EVAL_TEXT = """\
-# Getting started
-
-Install the server with the package manager of your platform, then start it from a terminal. By
-default it listens on port 3928 on the loopback interface only, so other machines cannot reach
-it until you change the host setting. The first request loads the model into memory; later
-requests reuse it, so the first answer is slower than the rest.
-
-## Loading a model
-
-Send a request to the load endpoint with the path of a GGUF file and the context length you
-need. A longer context costs more memory: every token of context keeps keys and values for each
-layer. If the machine has a GPU, set the number of layers to offload; layers that do not fit
-stay on the CPU. When loading fails, the response says why: a missing file, a file that is not
-a GGUF model, or not enough memory for the requested context.
-
-## Chat completions
-
-The chat endpoint accepts a list of messages, each with a role (system, user or assistant) and
-its content. Set stream to true to receive the answer token by token as server-sent events; the
-last event is [DONE]. Temperature controls randomness: use a low value for factual answers.
-Stop words end the answer early when the model writes them.
-
-## Troubleshooting
-
-If answers are cut short, raise max_tokens. If the server runs out of memory, lower the context
-length or use a smaller quantization such as Q4_K_M, which needs about a quarter of the memory
-of the f16 file with a small loss in quality. Logs are written to the console by default; set
-the log level to debug to see each request and its timing.
-"""
-
 Progress = Callable[[str], None]
 
 
@@ -216,116 +178,6 @@ def quantize_gguf(src: Path, dst: Path, qtype: str, nthread: int = 0) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return dst
-
-
-def tensor_types(path: Path) -> dict:
-    """What each tensor group ended up as, e.g. {"attn_q.weight": "Q5_0", ...}, plus totals.
-
-    K-quants need rows that are a multiple of 256; llama.cpp silently falls back (Q4_K -> Q5_0,
-    Q6_K -> Q8_0) on narrower tensors, so the file name alone does not say what is inside."""
-    from gguf import GGUFReader
-
-    reader = GGUFReader(str(path))
-    groups: dict[str, set] = {}
-    counts: Counter = Counter()
-    params = 0
-    for t in reader.tensors:
-        name = t.tensor_type.name
-        counts[name] += 1
-        params += int(t.n_elements)
-        group = ".".join(t.name.split(".")[2:]) if t.name.startswith("blk.") else t.name
-        groups.setdefault(group, set()).add(name)
-    return {"counts": dict(counts), "groups": {g: "/".join(sorted(v)) for g, v in sorted(groups.items())},
-            "params": params}
-
-
-def gguf_metadata(path: Path) -> dict:
-    """Header fields of a GGUF (architecture, chat template, context length, eos token, license).
-
-    Read by llama.cpp with vocab_only: ~0.1 s, where gguf's pure-Python reader walks the whole
-    vocabulary (seconds for a 49k-token model)."""
-    import llama_cpp
-
-    from assistant.llm import _quiet_stderr
-
-    check_gguf(path)
-    try:
-        with _quiet_stderr():
-            llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-    except (ValueError, RuntimeError, OSError) as e:
-        raise OnboardError(f"cannot read {path}: {e} (truncated or unsupported GGUF?)") from None
-    meta = dict(llm.metadata)
-    out: dict = {k: meta[k] for k in ("general.architecture", "general.name", "general.license",
-                                      "tokenizer.chat_template") if k in meta}
-    for key in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.bos_token_id", "general.file_type"):
-        if str(meta.get(key, "")).lstrip("-").isdigit():
-            out[key] = int(meta[key])
-    arch = out.get("general.architecture")
-    if str(meta.get(f"{arch}.context_length", "")).isdigit():
-        out["context_length"] = int(meta[f"{arch}.context_length"])
-    eos = out.get("tokenizer.ggml.eos_token_id")
-    if eos is not None and 0 <= eos < llm.n_vocab():
-        out["eos_token"] = llm.detokenize([eos], special=True).decode("utf-8", errors="replace")
-    del llm
-    return out
-
-
-# --- verification ------------------------------------------------------------------------
-def evaluate_gguf(path: Path, eval_text: str, n_threads: int | None = None, n_ctx: int = EVAL_CTX,
-                  max_tokens: int = EVAL_MAX_TOKENS, gen_tokens: int = GEN_TOKENS) -> dict:
-    """Load, measure perplexity on eval_text (windows of n_ctx), then generate gen_tokens greedily."""
-    import llama_cpp
-    import numpy as np
-
-    from assistant.llm import _quiet_stderr
-
-    check_gguf(path)
-    try:
-        with _quiet_stderr():
-            llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_ctx, logits_all=True,
-                                  n_threads=n_threads or os.cpu_count(), verbose=False, seed=0)
-    except (ValueError, RuntimeError, OSError) as e:
-        raise OnboardError(f"{path.name} does not load in llama.cpp: {e}") from None
-    tokens = llm.tokenize(eval_text.encode("utf-8"), add_bos=False)[:max_tokens]
-    if len(tokens) < 16:
-        raise OnboardError("held-out text is too short for a perplexity check (need 16+ tokens)")
-    nll, count = 0.0, 0
-    for start in range(0, len(tokens) - 1, n_ctx):
-        window = tokens[start:start + n_ctx]
-        if len(window) < 2:
-            break
-        llm.reset()
-        llm.eval(window)
-        logits = np.asarray(llm.scores[: len(window) - 1], dtype=np.float32)
-        top = logits.max(axis=1)
-        logsumexp = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
-        target = logits[np.arange(len(window) - 1), window[1:]]
-        nll += float((logsumexp - target).sum())
-        count += len(window) - 1
-    ppl = math.exp(nll / count) if count else float("nan")
-    # Generation: greedy tokens regardless of end-of-text (a random test model may emit it first).
-    llm.reset()
-    prompt = llm.tokenize(b"<|im_start|>user\nHow do I load a model?<|im_end|>\n<|im_start|>assistant\n",
-                          add_bos=False, special=True)
-    generated, start = [], time.perf_counter()
-    for tok in llm.generate(prompt, temp=0.0):
-        generated.append(tok)
-        if len(generated) >= gen_tokens:
-            break
-    elapsed = time.perf_counter() - start
-    sample = llm.detokenize(generated).decode("utf-8", errors="replace")
-    del llm
-    return {"ppl": ppl, "eval_tokens": count, "generated_tokens": len(generated),
-            "tokens_per_s": round(len(generated) / elapsed, 2) if elapsed > 0 else 0.0, "sample": sample}
-
-
-def default_eval_text(hf_dir: Path) -> tuple[str, str]:
-    """(text, where it came from): held-out text left by training, else the built-in sample."""
-    for name in HELDOUT_NAMES:
-        p = Path(hf_dir) / name
-        if p.is_file() and p.stat().st_size > 200:
-            return p.read_text(encoding="utf-8", errors="replace"), str(p)
-    return DEFAULT_EVAL_TEXT, "built-in sample of technical docs prose"
 
 
 # --- the whole job -----------------------------------------------------------------------

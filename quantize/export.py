@@ -89,7 +89,7 @@ def _export_name(name: str) -> str:
 
 
 def _gguf_header(path: Path) -> dict:
-    from .convert import gguf_metadata
+    from .verify import gguf_metadata
 
     return gguf_metadata(path)
 

@@ -120,3 +120,30 @@ def test_converter_failure_is_one_clear_line(tiny_llama_dir, tmp_path):
 
 def test_default_eval_text_is_long_enough_for_a_perplexity_window():
     assert len(DEFAULT_EVAL_TEXT.split()) > 250
+
+
+def test_card_and_heldout_text_come_from_the_training_run(tmp_path):
+    """OUT/NN-stage/model from `onboard train`: held-out SFT answers feed the perplexity check and
+    run.json + stage manifests give the card its base, recipe and data."""
+    from quantize.card import read_train_meta
+    from quantize.verify import default_eval_text
+
+    model_dir = tmp_path / "02-sft" / "model"
+    model_dir.mkdir(parents=True)
+    answer = "Load a model by sending its GGUF path to the load endpoint with the context length. "
+    rows = [{"prompt": [{"role": "user", "content": "How?"}], "completion": [{"role": "assistant", "content": answer * 2}]}]
+    (tmp_path / "02-sft" / "heldout.jsonl").write_text("\n".join(json.dumps(r) for r in rows * 3))
+    text, source = default_eval_text(model_dir)
+    assert source.endswith("02-sft/heldout.jsonl") and answer.strip() in text and "How?" not in text
+    (tmp_path / "02-sft" / "manifest.json").write_text(json.dumps(
+        {"stage": "sft", "inputs": {"models": [{"ref": "base", "path": "/c/smollm2-135m-hf"}],
+                                    "data": [{"path": "data/sft.jsonl", "sha256": "ab" * 32}]}}))
+    (tmp_path / "run.json").write_text(json.dumps(
+        {"recipe": "docs-specialist", "source": "models/recipes/docs-specialist.yaml",
+         "stages": [{"stage": "sft", "type": "sft", "dir": str(tmp_path / "02-sft"), "metrics": {"final_loss": 1.2}}]}))
+    meta = read_train_meta(model_dir)
+    assert meta["base"] == "base (/c/smollm2-135m-hf)" and meta["recipe"]["name"] == "docs-specialist"
+    assert meta["data"][0]["path"] == "data/sft.jsonl"
+    empty = tmp_path / "plain"
+    empty.mkdir()
+    assert default_eval_text(empty)[1] == "built-in sample of technical docs prose"
