@@ -49,8 +49,8 @@ AnswerView .answer-body { margin: 0; padding: 0; }
 .answer-actions { height: 1; }
 .answer-meta { width: 1fr; color: $text-muted; }
 Button.rate { min-width: 6; height: 1; border: none; margin: 0 0 0 1; }
-#question { dock: bottom; margin: 0 1; }
-StatusBar { dock: bottom; height: 1; padding: 0 1; background: $panel; color: $text-muted; }
+#question { margin: 0 1; }
+StatusBar { height: 1; padding: 0 1; background: $panel; color: $text-muted; }
 .hint { color: $text-muted; }
 .dialog { width: 76; height: auto; max-height: 90%; padding: 1 2; border: thick $primary;
           background: $surface; }
@@ -131,9 +131,9 @@ class ChatApp(App):
         with Horizontal(id="main"):
             yield VerticalScroll(Markdown(WELCOME, classes="hint"), id="chat")
             yield SourcesPanel(id="sources")
-        yield Footer()
-        yield StatusBar(id="status")
         yield Input(placeholder="Ask about your docs…  (Enter to send)", id="question")
+        yield StatusBar(id="status")
+        yield Footer()
 
     def _index_names(self) -> list[str]:
         try:
@@ -307,8 +307,13 @@ class ChatApp(App):
             stream = self._ui(Markdown.get_stream, view.body)
             pieces: list[str] = []
             for piece in job.stream():
+                now = time.perf_counter()
                 if not pieces:
-                    self.last_stats = {"ttft_ms": (time.perf_counter() - start) * 1000}
+                    first = now
+                    self.last_stats = {"ttft_ms": (now - start) * 1000}
+                elif len(pieces) % 8 == 0:  # live speed in the status bar
+                    self.last_stats["tokens_per_s"] = len(pieces) / max(now - first, 1e-6)
+                    self._ui(self._set_state, None)
                 pieces.append(piece)
                 turn.answer = "".join(pieces)  # kept current so a quit mid-answer saves it
                 if stream is not None:
