@@ -1,0 +1,191 @@
+"""Retrieval speed bench: index build, no-op re-index, query latency, and rag vs plain TTFT.
+
+    .venv/bin/python bench/retrieval.py                      # Nitro + large corpus
+    .venv/bin/python bench/retrieval.py --skip-large         # Nitro only
+    .venv/bin/python bench/retrieval.py --large-max-files 200
+
+Measured in one run, each against its target:
+  * index build chunks/s (Nitro docs, fresh index)
+  * no-op re-index seconds                       target <= 1 s
+  * query p50 / p95 ms, Nitro                    target p50 <= 10 ms
+  * query p50 / p95 ms, large corpus             target p50 <= 50 ms
+    (Debian's python3.11-doc HTML, ~tens of thousands of chunks; installed with apt-get when
+    missing and allowed; its index is cached under --home so only the first run embeds it)
+  * time to first token, rag / plain (same model, same questions, same run)   target <= 1.3
+Nitro docs: --nitro DIR (default ../shared/corpora/nitro/docs, or the `onboard corpus get nitro` copy).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PY_DOC = Path("/usr/share/doc/python3.11/html")
+QUERIES = [
+    "How do I install Nitro on Linux?", "What port does the server listen on?", "load a model with a GGUF path",
+    "enable continuous batching", "how many threads does Nitro use", "embedding endpoint request body",
+    "what is the default context length", "unload the model", "check server health", "use a grammar to constrain output",
+    "stream chat completions with the openai python client", "warm up the model", "self extend long context",
+    "vision model with images", "logging configuration",
+]
+LARGE_QUERIES = [
+    "how do I read a file line by line", "sort a list of dictionaries by key", "asyncio gather tasks",
+    "what does the with statement do", "format a string with f-strings", "subprocess run capture output",
+    "json dumps indent", "datetime timezone aware", "pathlib glob recursive", "dataclass default factory",
+    "regular expression named groups", "threading lock example", "argparse subcommands", "unittest mock patch",
+    "collections counter most common",
+]
+
+
+def _pcts(samples: list[float]) -> tuple[float, float]:
+    s = sorted(samples)
+    return s[len(s) // 2] * 1000, s[min(len(s) - 1, int(len(s) * 0.95))] * 1000
+
+
+def _query_latency(idx, queries: list[str], rounds: int) -> tuple[float, float]:
+    for q in queries[:3]:
+        idx.search(q, 4)  # warm caches
+    times = []
+    for _ in range(rounds):
+        for q in queries:
+            t = time.perf_counter()
+            idx.search(q, 4)
+            times.append(time.perf_counter() - t)
+    return _pcts(times)
+
+
+def _line(label: str, value: str, target: str = "", ok: bool | None = None) -> None:
+    mark = "" if ok is None else ("  PASS" if ok else "  MISS")
+    print(f"{label:44} {value:>14}  {target}{mark}", flush=True)
+
+
+def _ensure_python_docs(allow_apt: bool) -> Path | None:
+    if PY_DOC.is_dir():
+        return PY_DOC
+    if not allow_apt or shutil.which("apt-get") is None:
+        return None
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    print("installing python3.11-doc with apt-get (large-corpus bench) ...", file=sys.stderr, flush=True)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "python3.11-doc"], check=False,
+                   stdout=subprocess.DEVNULL, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return PY_DOC if PY_DOC.is_dir() else None
+
+
+def _subset(src: Path, max_files: int, dst: Path) -> Path:
+    """The first N HTML pages (sorted) copied into dst: a reproducible slice of the corpus."""
+    if dst.is_dir():
+        return dst
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pages = sorted(p for p in src.rglob("*.html") if "_static" not in p.parts)[:max_files]
+    for p in pages:
+        target = tmp / p.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(p, target)
+    tmp.rename(dst)
+    return dst
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--nitro", type=Path, default=ROOT.parent / "shared" / "corpora" / "nitro" / "docs")
+    ap.add_argument("--home", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "onboard-bench",
+                    help="ONBOARD_HOME for the cached large index")
+    ap.add_argument("--skip-large", action="store_true")
+    ap.add_argument("--no-apt", action="store_true", help="never install python3.11-doc")
+    ap.add_argument("--large-max-files", type=int, default=0, help="index only the first N pages (0 = all)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--ttft-questions", type=int, default=5)
+    args = ap.parse_args()
+
+    from assistant.index import index_path, open_retriever
+    from assistant.settings import load_settings
+
+    if not args.nitro.is_dir():
+        print(f"Nitro docs not found at {args.nitro}; pass --nitro DIR", file=sys.stderr)
+        return 2
+    print(f"bench/retrieval.py  cpu={os.cpu_count()}  nitro={args.nitro}", flush=True)
+    results_ok = []
+    with tempfile.TemporaryDirectory(prefix="onboard-bench-") as tmp:
+        settings = load_settings(home=Path(tmp))
+        os.environ["ONBOARD_HOME"] = tmp
+        build = index_path(settings, args.nitro, name="nitro", progress=False)
+        _line("Nitro index build (chunks/s, embedding)", f"{build.chunks_per_s:.1f}",
+              f"{build.chunks} chunks in {build.seconds:.1f} s")
+        noop = index_path(settings, args.nitro, name="nitro", progress=False)
+        results_ok.append(noop.seconds <= 1.0)
+        _line("Nitro no-op re-index (s)", f"{noop.seconds:.3f}", "target <= 1 s", results_ok[-1])
+        idx = open_retriever(settings, "nitro")
+        p50, p95 = _query_latency(idx, QUERIES, args.rounds)
+        results_ok.append(p50 <= 10)
+        _line("Nitro query p50 / p95 (ms)", f"{p50:.1f} / {p95:.1f}", "target p50 <= 10 ms", results_ok[-1])
+        ratio = _ttft_ratio(settings, idx, args.ttft_questions)
+        results_ok.append(ratio <= 1.3)
+        _line("TTFT rag / plain (same model, same run)", f"{ratio:.2f}", "target <= 1.3", results_ok[-1])
+
+    if not args.skip_large:
+        src = _ensure_python_docs(not args.no_apt)
+        if src is None:
+            print("large corpus: python3.11-doc not installed (apt-get install python3.11-doc) - skipped")
+        else:
+            home = args.home
+            settings = load_settings(home=home)
+            os.environ["ONBOARD_HOME"] = str(home)
+            corpus = _subset(src, args.large_max_files, home / f"pydoc-{args.large_max_files}") \
+                if args.large_max_files else src
+            name = f"pydoc{args.large_max_files or ''}"
+            first = index_path(settings, corpus, name=name, progress=sys.stderr.isatty())
+            if first.added:
+                _line("large index build (chunks/s, embedding)", f"{first.chunks_per_s:.1f}",
+                      f"{first.added} chunks in {first.seconds:.0f} s")
+            noop = index_path(settings, corpus, name=name, progress=False)
+            results_ok.append(noop.seconds <= 1.0)
+            _line(f"large no-op re-index (s), {noop.chunks} chunks", f"{noop.seconds:.3f}", "target <= 1 s", results_ok[-1])
+            idx = open_retriever(settings, name)
+            p50, p95 = _query_latency(idx, LARGE_QUERIES, args.rounds)
+            results_ok.append(p50 <= 50)
+            _line("large query p50 / p95 (ms)", f"{p50:.1f} / {p95:.1f}", "target p50 <= 50 ms", results_ok[-1])
+    print(f"targets met: {sum(results_ok)}/{len(results_ok)}")
+    return 0
+
+
+def _ttft_ratio(settings, idx, n: int) -> float:
+    """Median time to first token with rag over plain, same questions, alternating order."""
+    from assistant.answer import AnswerJob
+    from assistant.llm import load_chat_model
+    from assistant.models import resolve_model
+
+    model = load_chat_model(resolve_model(settings.model, settings), n_ctx=settings.n_ctx,
+                            n_threads=settings.n_threads, seed=0)
+    AnswerJob("warm up", model, mode="plain", max_tokens=2).run()
+    plain, rag, plain_tokens, prompt_tokens = [], [], [], []
+    for q in QUERIES[:n]:
+        for mode, bucket in (("plain", plain), ("rag", rag)):
+            t = time.perf_counter()
+            job = AnswerJob(q, model, mode=mode, retriever=idx if mode == "rag" else None, k=4, max_tokens=2)
+            pieces = job.stream()
+            next(pieces, None)  # first token
+            bucket.append(time.perf_counter() - t)
+            for _ in pieces:
+                pass
+            if mode == "rag":
+                prompt_tokens.append(job.result.timings.get("prompt_tokens", 0))
+            else:
+                plain_tokens.append(job.result.timings.get("prompt_tokens", 0))
+    print(f"  (median prompt tokens: plain {statistics.median(plain_tokens):.0f}, rag "
+          f"{statistics.median(prompt_tokens):.0f}; plain TTFT {statistics.median(plain) * 1000:.0f} ms, "
+          f"rag TTFT {statistics.median(rag) * 1000:.0f} ms)", flush=True)
+    return statistics.median(rag) / statistics.median(plain)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
