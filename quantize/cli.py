@@ -65,10 +65,11 @@ def cmd_quantize(args, settings) -> int:
         fmt = (lambda v: "-" if v is None else f"{v:.4g}")
         table.add_row(t + (" *" if r.get("registered") else ""), f"{r['size_mb']:.1f}", fmt(r.get("ppl")),
                       fmt(r.get("ppl_ratio")), fmt(r.get("max_ppl_ratio")), fmt(r.get("tokens_per_s")),
-                      {True: "yes", False: "NO", None: "skipped"}[r.get("verified")], counts, r["path"])
+                      {True: "yes", False: "NO", None: "skipped"}[r.get("verified")], counts, Path(r["path"]).name)
     from rich.console import Console
 
-    Console().print(table)
+    Console(width=max(140, Console().width)).print(table)
+    print(f"files in {Path(next(iter(report.values()))['path']).parent}")
     if args.name:
         print(f"registered as {args.name} (*): onboard ask --model {args.name} \"...\"")
     return 0

@@ -107,7 +107,7 @@ def export_ollama(name: str, out_dir: Path, settings, system: str = SYSTEM_PLAIN
     stops = list(dict.fromkeys([*fam.stops, *([meta["eos_token"]] if meta.get("eos_token") else [])]))
     n_ctx = min(settings.n_ctx, int(meta.get("context_length") or settings.n_ctx))
     lines = [
-        f"# {model_id}: {card.get('description', 'exported by onboard')}",
+        f"# {card.get('description') or model_id + ', exported by onboard'}",
         f"# Create it in Ollama:  ollama create {model_id} -f Modelfile   then:  ollama run {model_id}",
         f"FROM ./{model_id}.gguf",
         f'TEMPLATE """{fam.ollama}"""',

@@ -108,6 +108,7 @@ def test_missing_and_corrupt_hf_dirs_give_clear_errors(tiny_llama_dir, tmp_path,
         quantize_model(tiny_llama_dir, types="f16,q3_bogus", settings=_settings())
 
 
+@pytest.mark.slow  # a converter subprocess (imports torch): ~8 s on an idle machine
 def test_converter_failure_is_one_clear_line(tiny_llama_dir, tmp_path):
     odd = _copy(tiny_llama_dir, tmp_path / "odd")
     config = json.loads((odd / "config.json").read_text())
