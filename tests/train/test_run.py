@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    return write_tiny_data(tmp_path_factory.mktemp("data"))
+    return write_tiny_data(tmp_path_factory.mktemp("data"), n=12)
 
 
 def test_seed_recipe_end_to_end_then_skips(tiny_llama_dir, tiny_data, tmp_path, run_cli):
@@ -77,7 +77,7 @@ def test_merge_architecture_mismatch_in_recipe(tiny_llama_dir, tiny_data, tmp_pa
 def test_interrupted_stage_resumes_from_checkpoint_after_kill9(tiny_llama_dir, tiny_data, tmp_path, onboard_home):
     recipe = tmp_path / "resume.yaml"
     recipe.write_text(
-        "name: resume\nstages:\n  - type: sft\n    data: sft.jsonl\n    max_steps: 60\n    save_steps: 3\n"
+        "name: resume\nstages:\n  - type: sft\n    data: sft.jsonl\n    max_steps: 30\n    save_steps: 3\n"
         "    batch_size: 1\n    max_length: 64\n    lora_r: 8\n    lora_alpha: 16\n    packing: false\n")
     out = tmp_path / "run"
     env = {**os.environ, "ONBOARD_HOME": str(onboard_home), "ONBOARD_TRAIN_THREADS": "1"}
@@ -99,6 +99,21 @@ def test_interrupted_stage_resumes_from_checkpoint_after_kill9(tiny_llama_dir, t
     final = run_recipe(load_recipe(recipe), out, data_dir=tiny_data, base=str(tiny_llama_dir), progress=False)
     m = json.loads((out / "01-sft" / "manifest.json").read_text())["metrics"]
     assert m["resumed_from"] and m["resumed_from"].startswith("checkpoint-")
-    assert m["steps"] == 60 and int(m["resumed_from"].split("-")[1]) >= 3
-    assert len(m["loss_curve"]) < 60  # only the steps after the checkpoint were run again
+    assert m["steps"] == 30 and int(m["resumed_from"].split("-")[1]) >= 3
+    assert len(m["loss_curve"]) < 30  # only the steps after the checkpoint were run again
     assert (final / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_docs_specialist_on_real_smollm2_few_steps(tmp_path, onboard_home):
+    """The shipped default recipe on SmolLM2-135M (GGUF -> HF via base.py), 2 steps a stage."""
+    from transformers import AutoConfig
+
+    data = write_tiny_data(tmp_path / "data", n=40)
+    final = run_recipe(load_recipe("docs-specialist"), tmp_path / "run", data_dir=data, max_steps=2,
+                       progress=False)
+    assert AutoConfig.from_pretrained(final).num_hidden_layers == 30
+    merge = json.loads((tmp_path / "run" / "03-merge-back" / "manifest.json").read_text())["metrics"]
+    assert merge["t"] in (0.5, 0.7, 0.85, 1.0) and len(merge["sweep"]) == 4
+    assert all("domain_loss" in c and "general_loss" in c for c in merge["sweep"])
+    assert list((onboard_home / "cache" / "hf").glob("smollm2-135m-*/model.safetensors"))
