@@ -25,20 +25,16 @@ from textual._callback import invoke
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Button, Footer, Header, Input, Label, Markdown, Select
+from textual.widgets import Button, Footer, Header, Input, Markdown
 
 from .answer import MODES
 from .errors import OnboardError
 from .history import Conversation, HistoryStore, Turn
 from .settings import Settings
-from .tui_widgets import (AnswerView, CorrectionScreen, HistoryScreen, IndexingScreen, ProblemScreen,
-                          PromptView, SourcesPanel, StatusBar)
+from .tui_widgets import (AnswerView, CorrectionScreen, HistoryScreen, IndexingScreen, PickScreen,
+                          ProblemScreen, PromptView, SourcesPanel, StatusBar)
 
 CSS = """
-#top-bar { height: 3; padding: 0 1; }
-#top-bar Label { padding: 1 1 0 1; }
-#top-bar Select { width: 24; }
-#top-bar #model { width: 32; }
 #main { height: 1fr; }
 #chat { width: 2fr; padding: 0 1; }
 #sources { width: 1fr; border: round $primary-darken-2; padding: 0 1; }
@@ -55,7 +51,7 @@ StatusBar { height: 1; padding: 0 1; background: $panel; color: $text-muted; }
 .dialog { width: 76; height: auto; max-height: 90%; padding: 1 2; border: thick $primary;
           background: $surface; }
 .dialog.wide { width: 100; }
-ProblemScreen, CorrectionScreen, HistoryScreen, IndexingScreen { align: center middle; }
+ProblemScreen, CorrectionScreen, HistoryScreen, IndexingScreen, PickScreen { align: center middle; }
 .dialog-title { text-style: bold; margin-bottom: 1; }
 .fix-command { background: $boost; color: $success; padding: 0 1; margin-bottom: 1; }
 #correction { height: 8; }
@@ -77,8 +73,8 @@ class ChatApp(App):
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
         Binding("escape", "stop", "stop"),
         Binding("f2", "cycle_mode", "mode"),
-        Binding("f3", "pick('#model')", "model"),
-        Binding("f4", "pick('#index')", "index"),
+        Binding("f3", "pick_model", "model"),
+        Binding("f4", "pick_index", "index"),
         Binding("f5", "history", "history"),
         Binding("f6", "rate(1)", "👍"),
         Binding("f7", "rate(-1)", "👎"),
@@ -114,20 +110,7 @@ class ChatApp(App):
 
     # --- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        from .models import list_models
-
-        models = [m.name for m in list_models(self.settings) if m.installed]
-        if self.model_name not in models:
-            models.append(self.model_name)
-        indexes = sorted({self.index_name, *self._index_names()})
         yield Header()
-        with Horizontal(id="top-bar"):
-            yield Label("mode")
-            yield Select([(m, m) for m in MODES], value=self.mode, allow_blank=False, id="mode")
-            yield Label("model")
-            yield Select([(m, m) for m in models], value=self.model_name, allow_blank=False, id="model")
-            yield Label("index")
-            yield Select([(i, i) for i in indexes], value=self.index_name, allow_blank=False, id="index")
         with Horizontal(id="main"):
             yield VerticalScroll(Markdown(WELCOME, classes="hint"), id="chat")
             yield SourcesPanel(id="sources")
@@ -150,6 +133,9 @@ class ChatApp(App):
         self.sub_title = "offline docs assistant"
         self.query_one(SourcesPanel).display = self.mode != "plain"
         self._set_state("loading model…")
+        self.call_after_refresh(self._start_loading)  # paint first: imports in the worker hold the GIL
+
+    def _start_loading(self) -> None:
         self.load_model()
         if self.mode != "plain":
             self.load_index(self.index_name)
@@ -354,14 +340,14 @@ class ChatApp(App):
         self._quitting = True
         if self._cancel is not None:
             self._cancel.set()
+            running = self.conv.turns[-1] if self.conv.turns else None
+            if running is not None:
+                running.stopped = True  # saved now with its partial text; the worker saves again when it ends
         self.save_history()
         self.exit()
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode
-        select = self.query_one("#mode", Select)
-        if select.value != mode:
-            select.value = mode
         self.query_one(SourcesPanel).display = mode != "plain"
         self._set_state()
         if mode != "plain":
@@ -370,30 +356,33 @@ class ChatApp(App):
     def action_cycle_mode(self) -> None:
         self.set_mode(MODES[(MODES.index(self.mode) + 1) % len(MODES)])
 
-    def action_pick(self, selector: str) -> None:
-        select = self.query_one(selector, Select)
-        select.focus()
-        select.expanded = True
+    def action_pick_model(self) -> None:
+        from .models import list_models
 
-    @on(Select.Changed, "#mode")
-    def _mode_changed(self, event: Select.Changed) -> None:
-        if str(event.value) != self.mode:
-            self.set_mode(str(event.value))
+        rows = [(m.name, f"{m.name:<22} {m.params:>5} {m.quant:<7} {m.source:<8} "
+                 + (m.description if m.installed else f"not installed: {m.install}"), m.installed)
+                for m in list_models(self.settings)]
+        if self.model_name not in [r[0] for r in rows]:
+            rows.append((self.model_name, self.model_name, True))
+        self.push_screen(PickScreen("Model", rows, self.model_name), callback=self.set_model)
 
-    @on(Select.Changed, "#model")
-    def _model_changed(self, event: Select.Changed) -> None:
-        if str(event.value) != self.model_name:
-            self.model_name = str(event.value)
+    def set_model(self, name: str | None) -> None:
+        if name and name != self.model_name:
+            self.model_name = name
             self._set_state("loading model…")
             self.load_model()
 
-    @on(Select.Changed, "#index")
-    def _index_changed(self, event: Select.Changed) -> None:
-        if str(event.value) != self.index_name:
-            self.index_name = str(event.value)
+    def action_pick_index(self) -> None:
+        names = sorted({self.index_name, *self._index_names()})
+        self.push_screen(PickScreen("Docs index", [(n, n, True) for n in names], self.index_name),
+                         callback=self.set_index)
+
+    def set_index(self, name: str | None) -> None:
+        if name and name != self.index_name:
+            self.index_name = name
             self._set_state()
             if self.mode != "plain":
-                self.load_index(self.index_name)
+                self.load_index(name)
 
     def _answer_views(self) -> list[AnswerView]:
         return list(self.query(AnswerView))

@@ -209,6 +209,36 @@ class HistoryScreen(ModalScreen["str | None"]):
         self.dismiss(event.option.id)
 
 
+class PickScreen(ModalScreen["str | None"]):
+    """Pick one of a few named things (model, index); disabled rows say how to get them."""
+
+    BINDINGS = [Binding("escape", "cancel", "close")]
+
+    def __init__(self, title: str, options: list[tuple[str, str, bool]], current: str):
+        super().__init__()
+        self.title_text, self.options, self.current = title, options, current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Label(f"{self.title_text} (Enter picks, Esc closes)", classes="dialog-title")
+            yield OptionList(*[Option(label, id=key, disabled=not ok) for key, label, ok in self.options],
+                             id="pick-list")
+
+    def on_mount(self) -> None:
+        options = self.query_one("#pick-list", OptionList)
+        options.focus()
+        keys = [k for k, _, _ in self.options]
+        if self.current in keys:
+            options.highlighted = keys.index(self.current)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(OptionList.OptionSelected)
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+
 class IndexingScreen(ModalScreen[None]):
     """First run: building the default docs index (chunk, embed, store), with elapsed time."""
 

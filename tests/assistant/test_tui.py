@@ -12,13 +12,13 @@ import sqlite3
 import time
 
 import pytest
-from textual.widgets import Collapsible, Select
+from textual.widgets import Collapsible
 
 from assistant.history import HistoryStore
 from assistant.settings import load_settings
 from assistant.tui import ChatApp
-from assistant.tui_widgets import (AnswerView, CorrectionScreen, HistoryScreen, ProblemScreen, SourcesPanel,
-                                   StatusBar, link_citations)
+from assistant.tui_widgets import (AnswerView, CorrectionScreen, HistoryScreen, PickScreen, ProblemScreen,
+                                   SourcesPanel, StatusBar, link_citations)
 
 SIZE = (120, 40)
 
@@ -118,6 +118,7 @@ async def test_escape_stops_running_answer(smollm):
         assert view.turn.timings["completion_tokens"] < 400
         assert "stopped" in status_text(app)
         # the app stays usable: the next question gets a full answer
+        app.max_tokens = 16
         view2 = await ask(pilot, app, "Say hello.")
         await wait_for(pilot, lambda: not app.busy, what="second answer")
         assert view2.turn.answer and not view2.turn.stopped
@@ -152,11 +153,17 @@ def tiny_index(onboard_home, tmp_path):
 
 @sync
 async def test_switch_modes_and_show_sources(smollm, tiny_index):
-    app = make_app(index=tiny_index)
+    app = make_app()  # settings' index "docs" does not exist here; pick "tiny" with F4
     async with app.run_test(size=SIZE) as pilot:
         assert app.mode == "plain" and not app.query_one(SourcesPanel).display
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: isinstance(app.screen, PickScreen) and app.screen.query("#pick-list"),
+                       what="index picker")
+        await pilot.pause()
+        await pilot.press("down", "enter")  # "docs" (current) -> "tiny"
+        await wait_for(pilot, lambda: app.index_name == tiny_index, what="index picked")
         await pilot.press("f2")
-        assert app.mode == "rag" and app.query_one("#mode", Select).value == "rag"
+        assert app.mode == "rag"
         assert "mode rag" in status_text(app) and "index tiny" in status_text(app)
         view = await ask(pilot, app, "Which port does the zebra server use?")
         await wait_for(pilot, lambda: not app.busy, what="rag answer")
@@ -185,6 +192,20 @@ async def test_missing_index_shows_fix_and_falls_back_to_plain():
         assert app.mode == "plain"
         await pilot.press("enter")
         assert not isinstance(app.screen, ProblemScreen)
+
+
+@sync
+async def test_model_picker_lists_registry(smollm):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: isinstance(app.screen, PickScreen) and app.screen.query("#pick-list"),
+                       what="model picker")
+        options = app.screen.query_one("#pick-list")
+        ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
+        assert ids[0] == "smollm2-135m" and "qwen2.5-coder-1.5b" in ids
+        await pilot.press("enter")  # the current model: nothing reloads
+        assert app.model_name == "smollm2-135m" and not isinstance(app.screen, PickScreen)
 
 
 @sync
