@@ -1,0 +1,281 @@
+"""`onboard build`: a docs folder -> an evaluated, registered specialist, in one resumable command.
+
+    onboard build ./docs --quick --mcq questions.jsonl        # CPU: small settings, well under an hour
+    onboard build ./docs --data qa.csv --name my-docs          # train on existing Q&A instead of synthesizing
+
+Stages, each recorded in <build dir>/state.json when it finishes (with the time it took and a key
+over its settings and the keys of the stages before it):
+    index     Chroma index of the corpus, named after the specialist (used by rag/hybrid);
+    data      synthetic Q&A from a local teacher (train.synth) or an imported CSV (train.data_import);
+    train     the recipe's stages (train.run: merge / DPO / LoRA SFT);
+    quantize  HF -> GGUF f16 -> Q8_0 / Q4_K_M, verified; the smallest verified file is registered
+              under NAME, so `onboard chat --model NAME` uses it;
+    evaluate  base vs tuned, plain / rag / hybrid on the domain MCQ (--mcq), general-skill
+              retention on the built-in general set, decode tokens/s;
+    report    report_card.md + report_card.png + report_card.json.
+A rerun skips every finished stage whose key is unchanged; the data, train and quantize stages
+also resume inside themselves (per chunk, per checkpoint, per file), so a killed build loses
+at most the step it was in.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import OnboardError
+from .models import atomic_write_text
+from .settings import Settings
+
+STAGES = ("index", "data", "train", "quantize", "evaluate", "report")
+GENERIC_DIRS = {"docs", "doc", "documentation", "content", "src", "source"}
+FULL_TEACHER = "qwen2.5-coder-1.5b"
+
+
+@dataclass
+class BuildConfig:
+    corpus: str
+    name: str
+    recipe: str = "docs-specialist"
+    student: str = "smollm2-135m"
+    teacher: str = "smollm2-135m"
+    data: str | None = None  # existing Q&A CSV/JSONL instead of synthesis
+    mcq: str | None = None
+    quick: bool = False
+    max_chunks: int | None = None
+    questions_per_chunk: int = 3
+    max_steps: int | None = None
+    runs: int = 10
+    k: int = 4
+    modes: tuple = ("plain", "rag", "hybrid")
+    quant_types: tuple = ("f16", "q8_0", "q4_k_m")
+    seed: int = 0
+
+    def key(self, fields: tuple[str, ...], upstream: str = "") -> str:
+        d = asdict(self)
+        payload = json.dumps({f: d[f] for f in fields} | {"upstream": upstream}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# What each stage depends on (besides the stage before it).
+STAGE_FIELDS = {
+    "index": ("corpus", "name"),
+    "data": ("corpus", "teacher", "student", "data", "max_chunks", "questions_per_chunk", "seed"),
+    "train": ("recipe", "student", "max_steps", "quick", "seed"),
+    "quantize": ("name", "quant_types"),
+    "evaluate": ("mcq", "runs", "k", "modes", "student", "seed"),
+    "report": (),
+}
+
+
+def default_name(corpus: Path) -> str:
+    """./x/nitro/docs -> nitro-specialist (a folder called docs says nothing)."""
+    parts = [p for p in corpus.resolve().parts[::-1] if p.lower() not in GENERIC_DIRS and p != "/"]
+    stem = (parts[0] if parts else "docs").lower()
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).strip("-.") + "-specialist"
+
+
+def make_config(settings: Settings, corpus: Path, *, recipe: str = "docs-specialist", teacher: str | None = None,
+                student: str | None = None, quick: bool = False, name: str | None = None, data: str | None = None,
+                mcq: str | None = None, runs: int | None = None, max_chunks: int | None = None,
+                max_steps: int | None = None) -> BuildConfig:
+    if not corpus.is_dir():
+        raise OnboardError(f"{corpus} is not a folder: pass the docs folder to build from, e.g. onboard build ./docs")
+    if data and not Path(data).is_file():
+        raise OnboardError(f"--data {data}: file not found")
+    if mcq and mcq != "general" and not Path(mcq).is_file():
+        raise OnboardError(f"--mcq {mcq}: file not found")
+    student = student or "smollm2-135m"
+    if teacher is None:  # the 1.5B teacher writes far better JSON, but costs ~4x the CPU time
+        teacher = student if quick else _installed_or(FULL_TEACHER, student, settings)
+    cfg = BuildConfig(corpus=str(corpus.resolve()), name=name or default_name(corpus), recipe=recipe,
+                      student=student, teacher=teacher, data=str(Path(data).resolve()) if data else None,
+                      mcq=str(Path(mcq).resolve()) if mcq and mcq != "general" else mcq, quick=quick,
+                      seed=settings.seed)
+    if quick:  # sized for 2 CPU cores: ~30 chunks of data, a few dozen steps, 3 eval runs
+        cfg.max_chunks, cfg.max_steps, cfg.runs, cfg.k = 30, 24, 3, 3
+        cfg.quant_types = ("f16", "q8_0")
+    cfg.max_chunks = max_chunks or cfg.max_chunks
+    cfg.max_steps = max_steps or cfg.max_steps
+    cfg.runs = runs or cfg.runs
+    return cfg
+
+
+def _installed_or(name: str, fallback: str, settings: Settings) -> str:
+    from .models import resolve_model
+
+    try:
+        resolve_model(name, settings)
+        return name
+    except OnboardError:
+        return fallback
+
+
+class Build:
+    """Runs the stages in order, persisting state after each; see the module docstring."""
+
+    def __init__(self, settings: Settings, cfg: BuildConfig, build_dir: Path, command: str = "",
+                 progress: bool = True, say: Callable[[str], None] | None = None):
+        self.settings, self.cfg, self.dir, self.command = settings, cfg, Path(build_dir), command
+        self.progress = progress
+        self.say = say or (lambda msg: None)
+        self.state_path = self.dir / "state.json"
+        self.state = self._load_state()
+
+    def _load_state(self) -> dict:
+        try:
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"stages": {}}
+        except (OSError, ValueError):
+            raise OnboardError(f"{self.state_path} is unreadable; delete it (or use --force) to rebuild") from None
+        return state if isinstance(state.get("stages"), dict) else {"stages": {}}
+
+    def _save_state(self) -> None:
+        self.state["config"] = asdict(self.cfg)
+        atomic_write_text(self.state_path, json.dumps(self.state, indent=2, default=str))
+
+    def run(self, force: bool = False, stages: dict[str, Callable[[], dict]] | None = None) -> dict:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        funcs = stages or {s: getattr(self, f"stage_{s}") for s in STAGES}
+        upstream = ""
+        for stage, fn in funcs.items():
+            key = self.cfg.key(STAGE_FIELDS.get(stage, ()), upstream)
+            done = self.state["stages"].get(stage, {})
+            if not force and done.get("status") == "done" and done.get("key") == key:
+                self.say(f"✓ {stage}: done earlier ({done.get('seconds', 0):.0f}s), settings unchanged - skipped")
+            else:
+                self.say(f"▶ {stage}")
+                t0 = time.perf_counter()
+                self.state["stages"][stage] = {"status": "running", "key": key}
+                self._save_state()
+                result = fn() or {}
+                seconds = round(time.perf_counter() - t0, 1)
+                self.state["stages"][stage] = {"status": "done", "key": key, "seconds": seconds, "result": result}
+                self._save_state()
+                self.say(f"✓ {stage} in {seconds:.0f}s")
+            upstream = key
+        return self.state
+
+    def result(self, stage: str) -> dict:
+        return self.state["stages"].get(stage, {}).get("result", {})
+
+    # --- stages ----------------------------------------------------------------------------
+    def stage_index(self) -> dict:
+        from .index import index_path
+
+        return index_path(self.settings, Path(self.cfg.corpus), name=self.cfg.name, progress=self.progress).to_dict()
+
+    def stage_data(self) -> dict:
+        out = self.dir / "data"
+        if self.cfg.data:
+            from train.data_import import import_qa
+
+            summary = import_qa(Path(self.cfg.data), out, settings=self.settings, corpus=Path(self.cfg.corpus),
+                                seed=self.cfg.seed)
+        else:
+            from train.synth import synthesize
+
+            summary = synthesize(Path(self.cfg.corpus), out, teacher=self.cfg.teacher, student=self.cfg.student,
+                                 questions_per_chunk=self.cfg.questions_per_chunk, max_chunks=self.cfg.max_chunks,
+                                 seed=self.cfg.seed, settings=self.settings, progress=self.progress)
+        return {"dir": str(out), "counts": summary.get("counts", {}),
+                "teacher": summary.get("teacher", {"name": "imported " + Path(self.cfg.data or "").name})}
+
+    def stage_train(self) -> dict:
+        from train.recipe import load_recipe
+        from train.run import run_recipe
+
+        final = run_recipe(load_recipe(self.cfg.recipe), self.dir / "train", data_dir=self.dir / "data",
+                           base=self.cfg.student, max_steps=self.cfg.max_steps, settings=self.settings,
+                           progress=self.progress)
+        run = json.loads((self.dir / "train" / "run.json").read_text(encoding="utf-8"))
+        return {"final_model": str(final), "stages": run.get("stages", [])}
+
+    def stage_quantize(self) -> dict:
+        from quantize.convert import quantize_model
+
+        report = quantize_model(Path(self.result("train")["final_model"]), out_dir=self.dir / "quantize",
+                                types=self.cfg.quant_types, name=self.cfg.name, settings=self.settings,
+                                card={"recipe": self.cfg.recipe, "corpus": self.cfg.corpus, "build": str(self.dir)},
+                                progress=self.say)
+        return {t: {k: v for k, v in r.items() if k != "tensor_types"} for t, r in report.items()}
+
+    def stage_evaluate(self) -> dict:
+        from .cli_eval import run_eval
+        from .evaluate import measure_speed
+        from .llm import load_chat_model
+        from .models import resolve_model
+
+        names = [self.cfg.student, self.cfg.name]
+        labels = {self.cfg.student: f"base {self.cfg.student}", self.cfg.name: f"tuned {self.cfg.name}"}
+        out: dict = {"models": {}}
+        if self.cfg.mcq:
+            res = run_eval(self.settings, self.cfg.mcq, names, list(self.cfg.modes), runs=self.cfg.runs,
+                           index=self.cfg.name, k=self.cfg.k, out_dir=self.dir / "eval" / "domain",
+                           progress=self.progress, labels=labels, command=self.command)
+            out["domain"], out["mcq_name"] = res["summary"], res["meta"]["mcq_name"]
+        res = run_eval(self.settings, "general", names, ["plain"], runs=self.cfg.runs,
+                       out_dir=self.dir / "eval" / "general", progress=self.progress, labels=labels)
+        out["retention"] = res["summary"]
+        for name in names:
+            gguf = resolve_model(name, self.settings)
+            model = load_chat_model(gguf, n_ctx=self.settings.n_ctx, n_threads=self.settings.n_threads,
+                                    seed=self.settings.seed)
+            out["models"][labels[name]] = {"gguf": gguf.name, "bytes": gguf.stat().st_size, **measure_speed(model)}
+        return out
+
+    def stage_report(self) -> dict:
+        from .report import write_report_card
+
+        ev = self.result("evaluate")
+        card = {
+            "name": self.cfg.name, "corpus": self.cfg.corpus, "recipe": self.cfg.recipe,
+            "student": self.cfg.student, "teacher": self.result("data").get("teacher", {}).get("name", self.cfg.teacher),
+            "quick": self.cfg.quick, "command": self.command,
+            "finished": time.strftime("%Y-%m-%d %H:%M"), "mcq_name": ev.get("mcq_name", ""),
+            "domain": ev.get("domain", []), "retention": ev.get("retention", []), "models": ev.get("models", {}),
+            "data_counts": self.result("data").get("counts", {}),
+            "stages": {s: {"seconds": v.get("seconds", 0), "note": _stage_note(s, v.get("result", {}))}
+                       for s, v in self.state["stages"].items() if s != "report"},
+            "notes": [] if ev.get("domain") else ["No domain MCQ given (--mcq): only retention was measured."],
+        }
+        return write_report_card(self.dir / "report", card)
+
+
+def _stage_note(stage: str, result: dict) -> str:
+    if stage == "index":
+        return f"{result.get('files', '?')} files, {result.get('chunks', '?')} chunks"
+    if stage == "data":
+        c = result.get("counts", {})
+        return ", ".join(f"{k} {v}" for k, v in c.items() if isinstance(v, int))[:120]
+    if stage == "train":
+        return "; ".join(f"{s['stage']} ({s['type']})" for s in result.get("stages", []))
+    if stage == "quantize":
+        return ", ".join(f"{t} {r.get('size_mb', '?')} MB" + (" (registered)" if r.get("registered") else "")
+                         for t, r in result.items())
+    return ""
+
+
+def run_build(settings: Settings, corpus: Path, *, recipe: str = "docs-specialist", teacher: str | None = None,
+              student: str | None = None, quick: bool = False, name: str | None = None, data: str | None = None,
+              mcq: str | None = None, runs: int | None = None, out: Path | None = None,
+              max_chunks: int | None = None, max_steps: int | None = None, force: bool = False,
+              command: str = "", progress: bool = True) -> dict:
+    """Build (or resume) a specialist; returns the report card plus its file paths."""
+    import sys
+
+    cfg = make_config(settings, Path(corpus).expanduser(), recipe=recipe, teacher=teacher, student=student,
+                      quick=quick, name=name, data=data, mcq=mcq, runs=runs, max_chunks=max_chunks,
+                      max_steps=max_steps)
+    build_dir = Path(out) if out else settings.home / "builds" / cfg.name
+    say = (lambda msg: print(f"onboard build: {msg}", file=sys.stderr, flush=True)) if progress else None
+    build = Build(settings, cfg, build_dir, command=command, progress=progress, say=say)
+    build.run(force=force)
+    card = json.loads((build_dir / "report" / "report_card.json").read_text(encoding="utf-8"))
+    card["files"] = build.result("report")
+    card["build_dir"] = str(build_dir)
+    return card

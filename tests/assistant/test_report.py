@@ -1,0 +1,91 @@
+"""Result files: summary maths, Markdown table, PNG charts that open, the report card, and the CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from assistant.evaluate import summarize
+from assistant.report import markdown_table, write_eval, write_report_card
+
+
+def _rows():
+    rows = []
+    # model m, mode rag: run 0 gets 2/4 right, run 1 gets 4/4; item 3's source is never retrieved
+    for run, right in ((0, {0, 1}), (1, {0, 1, 2, 3})):
+        for i in range(4):
+            rows.append({"model": "m", "mode": "rag", "run": run, "id": f"q{i}", "kind": "fact", "answer": "A",
+                         "too_long": i == 3 and False, "truncated": i == 0, "retrieval_rank": 0 if i == 3 else 1,
+                         "retrieval_hit": i != 3, "context_hit": i != 3, "pred_single": "C", "letter_mass": 0.9,
+                         "correct_single": i in right, "correct_cyclic": i in right, "correct_calibrated": i in right})
+    return rows
+
+
+def test_summary_mean_std_hit_and_attribution():
+    s = summarize(_rows())[0]
+    assert s["cyclic"] == pytest.approx(0.75) and s["cyclic_std"] == pytest.approx(0.353553, abs=1e-5)
+    assert s["hit_at_k"] == pytest.approx(0.75) and s["truncated"] == 1
+    # wrong answers: run 0 misses q2 (retrieved) and q3 (not retrieved) -> 1 + 1 over 2 runs
+    assert s["miss_retrieval"] == pytest.approx(0.5) and s["miss_model"] == pytest.approx(0.5)
+    assert s["top_letter"] == "C" and s["top_letter_share"] == 1.0
+
+
+def test_write_eval_files_exist_and_png_opens(tmp_path):
+    rows = _rows()
+    files = write_eval(tmp_path / "out", rows, summarize(rows), {"mcq_name": "t.jsonl", "items": 4, "runs": 2,
+                                                                "command": "onboard eval ..."})
+    lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 8 and json.loads(lines[0])["id"] == "q0"
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "| m | rag | 75.0 ± 35.4 |" in md and "q3" in md
+    with Image.open(files["chart"]) as im:
+        im.verify()
+    with Image.open(files["chart"]) as im:
+        assert im.size[0] > 300 and im.size[1] > 200
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["summary"][0]["model"] == "m"
+
+
+def test_markdown_table_marks_missing_metrics():
+    s = summarize([{**r, "mode": "plain", "retrieval_hit": None, "context_hit": None} for r in _rows()])
+    table = markdown_table(s)
+    assert table.splitlines()[2].startswith("| m | plain | 75.0 ± 35.4")
+    assert "| – | – |" in table
+
+
+def test_report_card_files(tmp_path):
+    domain = summarize(_rows())
+    card = {"name": "x-specialist", "corpus": "/docs", "recipe": "docs-specialist", "student": "smollm2-135m",
+            "teacher": "smollm2-135m", "quick": True, "command": "onboard build /docs --quick",
+            "domain": domain, "retention": [{**domain[0], "mode": "plain"}],
+            "models": {"base": {"gguf": "a.gguf", "bytes": 98e6, "tokens_per_s": 100.0, "ttft_ms": 20}},
+            "stages": {"index": {"seconds": 40, "note": "29 files"}, "train": {"seconds": 600}}}
+    files = write_report_card(tmp_path, card)
+    md = open(files["markdown"]).read()
+    assert "# Report card: x-specialist" in md and "General-skill retention" in md and "| index | 0.7 |" in md
+    with Image.open(files["chart"]) as im:
+        im.verify()
+
+
+def test_cli_eval_csv_end_to_end(tmp_path, run_cli):
+    csv_path = tmp_path / "q.csv"
+    csv_path.write_text('question,a,b,c,d,correct\n"What is 2 + 2?","A. 3","B. 4","C. 5","D. 22",B\n'
+                        '"Which planet is the Red Planet?","A. Venus","B. Jupiter","C. Mars","D. Pluto",C\n')
+    code, out, err = run_cli("eval", "--mcq", str(csv_path), "--modes", "plain", "--runs", "2",
+                             "--threads", "1", "--out", str(tmp_path / "res"))
+    assert code == 0, err
+    assert "| smollm2-135m | plain |" in out
+    for name in ("results.jsonl", "summary.json", "results.md", "accuracy.png"):
+        assert (tmp_path / "res" / name).is_file()
+    assert len((tmp_path / "res" / "results.jsonl").read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["eval", "--mcq", "/nonexistent.jsonl", "--modes", "plain"], "MCQ file not found"),
+    (["eval", "--mcq", "general", "--modes", "plain,wild"], "unknown mode"),
+    (["eval", "--mcq", "general", "--modes", "rag", "--index", "nope"], "no index named 'nope'"),
+    (["eval", "--mcq", "general", "--modes", "plain", "--runs", "0"], "--runs"),
+])
+def test_cli_eval_bad_input(run_cli, argv, msg):
+    code, out, err = run_cli(*argv)
+    assert code != 0 and err.startswith("onboard: error:") and msg in err and "Traceback" not in err
