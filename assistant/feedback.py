@@ -2,7 +2,7 @@
 
     store = FeedbackStore(settings.feedback_db)
     store.record(answer_id, prompt="How do I ...?", answer="...", rating=-1, correction="Use ...")
-    pairs = dpo_pairs(store.rows())          # [{"prompt", "chosen", "rejected"}, ...]
+    pairs = dpo_pairs(store.rows())          # [{"prompt": [msgs], "chosen": [msg], "rejected": [msg]}]
     export_dpo(store, Path("pairs.jsonl"))   # atomic JSONL
 
 SQLite in WAL mode with a busy timeout: the TUI and an `onboard feedback export` (or two TUIs)
@@ -13,7 +13,9 @@ Preference-pair rule (`dpo_pairs`), per prompt (question text, whitespace/case-n
   1. a down-voted answer with a correction   -> chosen = correction, rejected = answer;
   2. an up-voted answer and a down-voted answer to the same prompt
                                               -> chosen = up-voted answer, rejected = down-voted one;
-Pairs whose chosen and rejected texts are equal are dropped, duplicates are kept once. Down-votes
+Pairs whose chosen and rejected texts are equal are dropped, duplicates are kept once. Rows are
+conversational, like `onboard synth`'s dpo.jsonl: prompt = [system (plain-mode prompt), user
+question], chosen / rejected = [assistant message]. Down-votes
 without a correction and with no up-voted sibling, and lone up-votes, yield no pair (DPO needs
 both sides); they still count in `stats`.
 """
@@ -144,6 +146,15 @@ def _prompt_key(prompt: str) -> str:
     return " ".join(prompt.split()).casefold()
 
 
+def dpo_row(prompt: str, chosen: str, rejected: str) -> dict:
+    """One pair in the conversational format `onboard synth` writes and train/dpo.py reads."""
+    from .answer import SYSTEM_PLAIN
+
+    return {"prompt": [{"role": "system", "content": SYSTEM_PLAIN}, {"role": "user", "content": prompt}],
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}]}
+
+
 def dpo_pairs(rows: list[FeedbackRow]) -> list[dict]:
     """Preference pairs from feedback rows; the rule is in the module docstring."""
     groups: dict[str, list[FeedbackRow]] = {}
@@ -156,7 +167,7 @@ def dpo_pairs(rows: list[FeedbackRow]) -> list[dict]:
         if not chosen or not rejected or chosen == rejected or (prompt, chosen, rejected) in seen:
             return
         seen.add((prompt, chosen, rejected))
-        pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+        pairs.append(dpo_row(prompt, chosen, rejected))
 
     for group in groups.values():
         prompt = group[0].prompt.strip()

@@ -25,7 +25,7 @@ from textual._callback import invoke
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Button, Footer, Header, Input, Markdown
+from textual.widgets import Button, Footer, Header, Input, Static
 
 from .answer import MODES
 from .errors import OnboardError
@@ -48,6 +48,7 @@ Button.rate { min-width: 6; height: 1; border: none; margin: 0 0 0 1; }
 #question { margin: 0 1; }
 StatusBar { height: 1; padding: 0 1; background: $panel; color: $text-muted; }
 .hint { color: $text-muted; }
+.welcome { padding: 1 1; }
 .dialog { width: 76; height: auto; max-height: 90%; padding: 1 2; border: thick $primary;
           background: $surface; }
 .dialog.wide { width: 100; }
@@ -59,9 +60,9 @@ ProblemScreen, CorrectionScreen, HistoryScreen, IndexingScreen, PickScreen { ali
 .dialog-buttons Button { margin-right: 1; }
 """
 
-WELCOME = """**onboard** answers questions about your docs, offline.
-Type a question and press Enter. `F2` switches mode (plain / rag / hybrid), `Esc` stops an answer,
-`F6`/`F7` rate it, `F5` browses history, `Ctrl+Q` quits."""
+WELCOME = """[b]onboard[/b] answers questions about your docs, offline.
+Type a question and press Enter. [b]F2[/b] switches mode (plain / rag / hybrid), [b]Esc[/b] stops an answer,
+[b]F6[/b]/[b]F7[/b] rate it, [b]F5[/b] browses history, [b]Ctrl+Q[/b] quits."""
 
 
 class ChatApp(App):
@@ -112,7 +113,7 @@ class ChatApp(App):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="main"):
-            yield VerticalScroll(Markdown(WELCOME, classes="hint"), id="chat")
+            yield VerticalScroll(Static(WELCOME, classes="hint welcome"), id="chat")
             yield SourcesPanel(id="sources")
         yield Input(placeholder="Ask about your docs…  (Enter to send)", id="question")
         yield StatusBar(id="status")
@@ -190,6 +191,8 @@ class ChatApp(App):
 
     @work(thread=True, group="model")
     def load_model(self) -> None:
+        import textual.widgets._markdown  # noqa: F401  (warm the import the first answer needs)
+
         try:
             self.get_model()
         except OnboardError as e:
@@ -272,6 +275,8 @@ class ChatApp(App):
 
     @work(thread=True, group="answer")
     def answer(self, turn: Turn, view: AnswerView, history: list, cancel: threading.Event) -> None:
+        from textual.widgets import Markdown
+
         from .answer import AnswerJob
 
         try:
@@ -442,8 +447,8 @@ class ChatApp(App):
         else:
             self.action_rate(1 if event.button.id == "rate-up" else -1, event.button)
 
-    @on(Markdown.LinkClicked)
-    async def _citation_clicked(self, event: Markdown.LinkClicked) -> None:
+    async def on_markdown_link_clicked(self, event) -> None:
+        """A citation like [2] in an answer: open that source in the sources panel."""
         if not event.href.startswith("#source-"):
             return
         view = self._target_view(event.markdown)
@@ -478,7 +483,7 @@ class ChatApp(App):
     async def _show_conversation(self) -> None:
         chat = self.query_one("#chat", VerticalScroll)
         await chat.remove_children()
-        widgets = [Markdown(WELCOME, classes="hint")] if not self.conv.turns else []
+        widgets = [Static(WELCOME, classes="hint welcome")] if not self.conv.turns else []
         for turn in self.conv.turns:
             widgets += [PromptView(turn.question), AnswerView(turn)]
         await chat.mount_all(widgets)

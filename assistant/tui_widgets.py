@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Collapsible, Label, Markdown, OptionList, ProgressBar, Static, TextArea
+from textual.widgets import Button, Collapsible, Label, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
 
 from .history import Turn
@@ -30,8 +30,11 @@ def link_citations(text: str, n_sources: int) -> str:
     return _CITATION.sub(repl, text)
 
 
-class PromptView(Markdown):
-    """The user's question."""
+class PromptView(Static):
+    """The user's question (plain text: what was typed, exactly)."""
+
+    def __init__(self, question: str, **kw):
+        super().__init__(question, markup=False, **kw)
 
 
 class AnswerView(Vertical):
@@ -42,6 +45,8 @@ class AnswerView(Vertical):
         self.turn = turn
 
     def compose(self) -> ComposeResult:
+        from textual.widgets import Markdown  # markdown-it + pygments: imported after the first paint
+
         text = link_citations(self.turn.answer, len(self.turn.sources)) if self.turn.answer else ""
         yield Markdown(text, open_links=False, classes="answer-body")
         with Horizontal(classes="answer-actions"):
@@ -51,8 +56,9 @@ class AnswerView(Vertical):
             yield Button("copy", id="copy", classes="rate", tooltip="copy this answer (F8)")
 
     @property
-    def body(self) -> Markdown:
-        return self.query_one(".answer-body", Markdown)
+    def body(self):
+        """The answer's Markdown widget."""
+        return self.query_one(".answer-body")
 
     def meta_text(self) -> str:
         t = self.turn
@@ -152,6 +158,8 @@ class CorrectionScreen(ModalScreen["str | None"]):
         self.question = question
 
     def compose(self) -> ComposeResult:
+        from textual.widgets import TextArea
+
         with Vertical(classes="dialog"):
             yield Label("👎  What should the answer have been? (optional)", classes="dialog-title")
             yield Static(self.question, markup=False, classes="hint")
@@ -162,7 +170,7 @@ class CorrectionScreen(ModalScreen["str | None"]):
                 yield Button("Cancel", id="cancel")
 
     def action_save(self) -> None:
-        self.dismiss(self.query_one("#correction", TextArea).text.strip())
+        self.dismiss(self.query_one("#correction").text.strip())
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from assistant.errors import OnboardError
-from assistant.feedback import FeedbackStore, dpo_pairs, export_dpo, feedback_stats
+from assistant.feedback import FeedbackStore, dpo_pairs, dpo_row, export_dpo, feedback_stats
 
 
 @pytest.fixture
@@ -51,9 +51,11 @@ def test_dpo_rule(store):
     store.record("d3", prompt="Same?", answer="X", rating=-1, correction="X")  # chosen == rejected: dropped
     pairs = dpo_pairs(store.rows())
     assert pairs == [
-        {"prompt": "How do I install?", "chosen": "Use pip install x.", "rejected": "Use npm."},
-        {"prompt": "How do I install?", "chosen": "Run pip install x.", "rejected": "Use npm."},
+        dpo_row("How do I install?", "Use pip install x.", "Use npm."),
+        dpo_row("How do I install?", "Run pip install x.", "Use npm."),
     ]
+    assert pairs[0]["prompt"][1] == {"role": "user", "content": "How do I install?"}
+    assert pairs[0]["chosen"] == [{"role": "assistant", "content": "Use pip install x."}]
     stats = feedback_stats(store)
     assert (stats["total"], stats["up"], stats["down"], stats["corrections"], stats["dpo_pairs"]) == (5, 2, 3, 2, 2)
     assert stats["prompts"] == 4
@@ -64,8 +66,7 @@ def test_export_is_atomic_jsonl(store, tmp_path):
     out = tmp_path / "pairs.jsonl"
     out.write_text("old content that must be fully replaced\n")
     assert export_dpo(store, out) == 1
-    assert [json.loads(line) for line in out.read_text().splitlines()] == [
-        {"prompt": "Q", "chosen": "good", "rejected": "bad"}]
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [dpo_row("Q", "good", "bad")]
     assert not list(tmp_path.glob(".*tmp*"))
 
 
@@ -74,9 +75,9 @@ def test_cli_export_and_stats(run_cli, store, tmp_path):
     out = tmp_path / "dpo.jsonl"
     code, stdout, err = run_cli("feedback", "export", "--format", "dpo", "-o", str(out))
     assert code == 0, err
-    assert "1 preference pairs" in stdout and json.loads(out.read_text())["chosen"] == "good"
+    assert "1 preference pairs" in stdout and json.loads(out.read_text())["chosen"][0]["content"] == "good"
     code, stdout, _ = run_cli("feedback", "export", "-o", "-")
-    assert json.loads(stdout) == {"prompt": "Q", "chosen": "good", "rejected": "bad"}
+    assert json.loads(stdout) == dpo_row("Q", "good", "bad")
     code, stdout, _ = run_cli("feedback", "stats", "--json")
     assert json.loads(stdout)["down"] == 1
     code, stdout, _ = run_cli("feedback", "stats")
