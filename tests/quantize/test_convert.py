@@ -61,6 +61,14 @@ def test_round_trip_tiny_llama_cli_and_resume(tiny_llama_dir, run_cli, onboard_h
     assert [s for s in steps if "reusing" in s] == ["f16: reusing tiny-q.f16.gguf", "q8_0: reusing tiny-q.q8_0.gguf",
                                                     "q4_k_m: reusing tiny-q.q4_k_m.gguf"]
     assert again["q4_k_m"]["ppl"] == report["q4_k_m"]["ppl"]
+    # other held-out text: the files are kept, only the perplexity check runs again
+    steps.clear()
+    other = quantize_model(tiny_llama_dir, types=("q4_k_m",), name="tiny-q", settings=settings,
+                           eval_text=DEFAULT_EVAL_TEXT[:1200], progress=steps.append)
+    assert steps[:4] == ["f16: reusing tiny-q.f16.gguf", "f16: verifying (load, generate, perplexity)",
+                         "q4_k_m: reusing tiny-q.q4_k_m.gguf", "q4_k_m: verifying (load, generate, perplexity)"]
+    assert not [s for s in steps if "converting" in s or "quantizing" in s]
+    assert other["q4_k_m"]["eval_tokens"] < report["q4_k_m"]["eval_tokens"] and other["q4_k_m"]["verified"]
 
 
 def _copy(src: Path, dst: Path) -> Path:
