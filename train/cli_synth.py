@@ -33,8 +33,8 @@ def _print_summary(summary: dict, as_json: bool) -> None:
                   f"rephrase.jsonl: {c.get('rephrase', 0)}")
     ts = summary.get("teacher_stats")
     if ts and ts.get("asks"):
-        rate = ts["first_try_rate"]
-        console.print(f"teacher: {ts['asks']} asks, {100 * rate:.1f}% parsed first time, "
+        parsed = f"{100 * ts['parse_rate']:.1f}% of JSON replies parsed first time, " if ts.get("parse_rate") is not None else ""
+        console.print(f"teacher: {ts['asks']} asks, {parsed}{100 * ts['first_try_rate']:.1f}% usable first time, "
                       f"{ts['skipped']} skipped after retries, {ts['seconds']:.0f} s")
     console.print(f"wrote {summary['out_dir']}/ (card: card.md)")
 

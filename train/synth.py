@@ -59,6 +59,7 @@ QA_SCHEMA = {
 }
 QA_MAX_TOKENS = 256        # the schema's lengths close the JSON well before this
 STUDENT_MAX_TOKENS = 128
+REPHRASE_MAX_TOKENS = 768
 MIN_CHUNK_TOKENS = 32      # a heading-only scrap teaches nothing
 GENERATION_KEYS = ("teacher", "teacher_model", "student", "questions_per_chunk", "rephrasings",
                    "seed", "chunk_tokens", "chunk_overlap", "grammar")
@@ -189,7 +190,7 @@ def synth_chunk(chunk, teacher, student, *, questions: int, rephrasings: int, se
     texts = []
     for r in range(rephrasings):
         style = REPHRASE_STYLES[(offset + r) % len(REPHRASE_STYLES)]
-        budget = min(768, int(chunk.n_tokens * 1.4) + 32)
+        budget = min(REPHRASE_MAX_TOKENS, int(chunk.n_tokens * 1.4) + 32)
         text = teacher.ask_text(rephrase_messages(chunk, style), max_tokens=budget, temperature=0.7,
                                 seed=call_seed(seed, chunk.id, "rephrase", r))
         if text is not None:
@@ -200,6 +201,8 @@ def synth_chunk(chunk, teacher, student, *, questions: int, rephrasings: int, se
         "text": chunk.text, "pairs": pairs, "rephrasings": texts,
         "asks": after["requests"] - before["requests"],
         "first_try_ok": after["first_try_ok"] - before["first_try_ok"],
+        "json_asks": after["json_requests"] - before["json_requests"],
+        "json_first_parsed": after["json_first_parsed"] - before["json_first_parsed"],
         "skipped": after["skipped"] - before["skipped"],
         "completion_tokens": after["completion_tokens"] - before["completion_tokens"],
         "seconds": round(after["seconds"] - before["seconds"], 3),
@@ -312,6 +315,9 @@ def synthesize(corpus: Path, out_dir: Path, teacher: str = DEFAULT_TEACHER, *, q
             "seconds": round(sum(r.get("seconds", 0.0) for r in recs), 2),
         }
         teacher_stats["first_try_rate"] = round(teacher_stats["first_try_ok"] / asks, 4) if asks else None
+        json_asks = sum(r.get("json_asks", 0) for r in recs)
+        teacher_stats["parse_rate"] = round(sum(r.get("json_first_parsed", 0) for r in recs) / json_asks, 4) \
+            if json_asks else None
         summary = {
             "out_dir": str(out_dir), "command": "synth", "teacher": teacher_info, "student": student,
             "corpus": {"path": str(corpus.resolve()), "sha256": corpus_hash(all_chunks),

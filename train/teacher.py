@@ -41,6 +41,8 @@ class TeacherStats:
     retries: int = 0           # extra attempts after a bad reply
     skipped: int = 0           # asks given up after all retries
     bad_replies: int = 0       # replies that did not parse / validate
+    json_requests: int = 0     # asks for JSON
+    json_first_parsed: int = 0  # ... whose first reply was valid JSON (before content checks)
     completion_tokens: int = 0
     seconds: float = 0.0
 
@@ -48,8 +50,14 @@ class TeacherStats:
     def first_try_rate(self) -> float:
         return self.first_try_ok / self.requests if self.requests else 0.0
 
+    @property
+    def parse_rate(self) -> float:
+        """Share of JSON asks whose first reply parsed (the grammar's promise)."""
+        return self.json_first_parsed / self.json_requests if self.json_requests else 0.0
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "first_try_rate": round(self.first_try_rate, 4)}
+        return {**asdict(self), "first_try_rate": round(self.first_try_rate, 4),
+                "parse_rate": round(self.parse_rate, 4)}
 
 
 def call_seed(*parts) -> int:
@@ -65,6 +73,7 @@ class Teacher:
 
     def __init__(self, retries: int = 2, use_grammar: bool = True):
         self.retries = retries
+        self._attempt = 0
         self.use_grammar = use_grammar
         self.stats = TeacherStats()
 
@@ -94,7 +103,11 @@ class Teacher:
                 raise BadReply(f"not JSON: {text[:80]!r}") from None
             if not isinstance(obj, dict):
                 raise BadReply("JSON is not an object")
+            if self._attempt == 0:
+                self.stats.json_first_parsed += 1
             return validate(obj) if validate else obj
+
+        self.stats.json_requests += 1
 
         return self._ask(messages, schema if self.use_grammar else None, parse, max_tokens,
                          temperature, seed)
@@ -104,6 +117,7 @@ class Teacher:
         start = time.perf_counter()
         try:
             for attempt in range(self.retries + 1):
+                self._attempt = attempt
                 if attempt:
                     self.stats.retries += 1
                 try:

@@ -1,0 +1,81 @@
+"""`onboard data import`: the reference GPT-4 CSV (and JSONL) into the same trl datasets."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from assistant.errors import OnboardError
+from train.data_import import import_qa, read_pairs
+
+CSV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nitro_qa_gpt4.csv"
+
+
+@pytest.fixture(scope="module")
+def gpt4_csv(tmp_path_factory) -> Path:
+    """The first 120 rows of the real CSV (the whole file is 3,000 rows: too slow for the suite)."""
+    if not CSV.is_file():
+        pytest.skip("../shared/data/nitro_qa_gpt4.csv not present")
+    with open(CSV, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[:120]
+    out = tmp_path_factory.mktemp("csv") / "qa.csv"
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["question", "answer"])
+        w.writeheader()
+        w.writerows(rows)
+    return out
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_import_csv_with_corpus_gives_closed_book_and_context_rows(gpt4_csv, nitro_docs, tmp_path):
+    corpus = tmp_path / "corpus"  # a few pages of the docs keep chunk embedding quick
+    shutil.copytree(nitro_docs / "docs" / "features", corpus)
+    s = import_qa(gpt4_csv, tmp_path / "out", corpus=corpus)
+    assert s["counts"]["rows"] == 120 and s["filter"]["input"] == 120
+    kept = s["filter"]["kept"]
+    assert 0 < kept <= 120 and kept + sum(s["filter"]["dropped"].values()) == 120
+    assert s["counts"]["matched_to_chunk"] > 60  # the pairs are about these pages
+    sft = rows(tmp_path / "out" / "sft.jsonl")
+    assert len(sft) == s["counts"]["sft"] == kept + s["counts"]["sft_with_context"]
+    assert s["counts"]["sft_with_context"] > 0
+    assert all(set(r) == {"prompt", "completion"} and r["prompt"][-1]["role"] == "user" for r in sft)
+    dpo = rows(tmp_path / "out" / "dpo.jsonl")
+    assert dpo and all(r["chosen"] != r["rejected"] for r in dpo)
+    card = json.loads((tmp_path / "out" / "card.json").read_text())
+    assert card["command"] == "data import" and card["source"].endswith("qa.csv")
+    assert len(card["corpus"]["sha256"]) == 64
+
+
+def test_import_jsonl_without_corpus_and_cli(tmp_path, run_cli):
+    src = tmp_path / "qa.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in [
+        {"question": "How do I start the Nitro server?", "answer": "Run the nitro binary; it listens on 3928."},
+        {"question": "how do i start the nitro server", "answer": "Run nitro."},  # exact duplicate
+        {"prompt": "What does the loadmodel endpoint need?", "response": "A llama_model_path and ctx_len."},
+    ][:2]) + "\n")
+    code, out, err = run_cli("data", "import", str(src), "--out", str(tmp_path / "o"), "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["filter"] == {**summary["filter"], "input": 2, "kept": 1, "dropped": {"exact_duplicate": 1}}
+    assert len(rows(tmp_path / "o" / "sft.jsonl")) == 1 and not (tmp_path / "o" / "dpo.jsonl").exists()
+
+
+def test_bad_import_files_are_clear_errors(tmp_path, run_cli):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("foo,bar\n1,2\n")
+    with pytest.raises(OnboardError, match="question and answer columns"):
+        read_pairs(bad)
+    (tmp_path / "x.jsonl").write_text('{"question": "q"\n')
+    with pytest.raises(OnboardError, match="x.jsonl:1: not valid JSON"):
+        read_pairs(tmp_path / "x.jsonl")
+    (tmp_path / "x.parquet").write_text("")
+    code, _, err = run_cli("data", "import", str(tmp_path / "x.parquet"), "--out", str(tmp_path / "o"))
+    assert code != 0 and err.startswith("onboard: error:") and "use .csv or .jsonl" in err
+    code, _, err = run_cli("data", "import", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o"))
+    assert code != 0 and "not found" in err
