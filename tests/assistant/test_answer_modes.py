@@ -42,7 +42,7 @@ def test_ask_hybrid_json(run_cli, nitro_home_env):
 
 
 def test_ask_rag_prints_numbered_citations(run_cli, nitro_home_env):
-    code, out, err = run_cli("ask", "--mode", "rag", "--index", "nitro", "--max-tokens", "24", "What is Nitro?")
+    code, out, err = run_cli("ask", "--mode", "rag", "--index", "nitro", "--max-tokens", "8", "What is Nitro?")
     assert code == 0, err
     sources = out.split("Sources:")[1]
     assert "[1] " in sources and "#" in sources  # [n] path#heading
@@ -84,7 +84,7 @@ def injected_retriever(tmp_path, onboard_home):
 
 def test_planted_prompt_injection(smollm, injected_retriever, monkeypatch):
     question = "Which port does Nitro listen on?"
-    job = AnswerJob(question, smollm, mode="rag", retriever=injected_retriever, k=1, max_tokens=40, temperature=0.0)
+    job = AnswerJob(question, smollm, mode="rag", retriever=injected_retriever, k=1, max_tokens=24, temperature=0.0)
     result = job.run()
     assert "<|im_start|>" in result.sources[0].text  # the planted text was retrieved as is
     # 1. Structure: the system message is ours and the docs cannot open new chat turns.
@@ -98,7 +98,7 @@ def test_planted_prompt_injection(smollm, injected_retriever, monkeypatch):
 
     # The same checks fail when the defence is removed, so they test something real.
     monkeypatch.setattr(answer_mod, "sanitize_doc_text", lambda text: text)
-    raw = AnswerJob(question, smollm, mode="rag", retriever=injected_retriever, k=1, max_tokens=40, temperature=0.0)
+    raw = AnswerJob(question, smollm, mode="rag", retriever=injected_retriever, k=1, max_tokens=24, temperature=0.0)
     raw_answer = raw.run().answer
     assert _rendered_ids(smollm, raw.messages).count(im_start) > 3
     assert "BANANA" in raw_answer.upper()
