@@ -6,6 +6,7 @@ instance per (path, n_ctx, threads, seed).
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import threading
@@ -82,6 +83,9 @@ class ChatModel:
                 )
         except (ValueError, RuntimeError, OSError) as e:
             raise OnboardError(f"cannot load model {self.path}: {e} (truncated or unsupported GGUF?)") from None
+        # Close before interpreter teardown: Llama.__del__ during shutdown prints a spurious
+        # "Exception ignored ... TypeError" once module globals are gone.
+        atexit.register(self.llm.close)
         self.n_ctx = self.llm.n_ctx()
         self.seed = seed
         self.last = GenerationStats()
