@@ -95,8 +95,8 @@ def make_config(settings: Settings, corpus: Path, *, recipe: str = "docs-special
                       student=student, teacher=teacher, data=str(Path(data).resolve()) if data else None,
                       mcq=str(Path(mcq).resolve()) if mcq and mcq != "general" else mcq, quick=quick,
                       seed=settings.seed)
-    if quick:  # sized for 2 CPU cores: ~30 chunks of data, a few dozen steps, 3 eval runs
-        cfg.max_chunks, cfg.max_steps, cfg.runs, cfg.k = 30, 24, 3, 3
+    if quick:  # sized for 2 CPU cores: ~30 chunks of data, a few dozen steps, 2 eval runs, 2 chunks
+        cfg.max_chunks, cfg.max_steps, cfg.runs, cfg.k = 30, 24, 2, 2
         cfg.quant_types = ("f16", "q8_0")
     cfg.max_chunks = max_chunks or cfg.max_chunks
     cfg.max_steps = max_steps or cfg.max_steps

@@ -52,7 +52,7 @@ def run_eval(settings: Settings, mcq: str, model_names: list[str], modes: list[s
             gguf, n_ctx=settings.n_ctx, n_threads=settings.n_threads, seed=settings.seed)
     total = len(items) * len(models) * len(modes)
     t0 = time.perf_counter()
-    if progress:
+    if progress and sys.stderr.isatty():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         with Progress(TextColumn("[bold]eval[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -61,9 +61,15 @@ def run_eval(settings: Settings, mcq: str, model_names: list[str], modes: list[s
             rows = evaluate(items, models, modes, runs=runs, seed=settings.seed, retriever=retriever,
                             k=k or settings.top_k, generate=generate,
                             on_step=lambda msg: bar.update(task, advance=1, description=msg))
-    else:
+    else:  # logs (no terminal): one plain line per item
+        done = [0]
+
+        def log(msg: str) -> None:
+            done[0] += 1
+            print(f"eval {done[0]}/{total} {msg}", file=sys.stderr, flush=True)
+
         rows = evaluate(items, models, modes, runs=runs, seed=settings.seed, retriever=retriever,
-                        k=k or settings.top_k, generate=generate)
+                        k=k or settings.top_k, generate=generate, on_step=log if progress else None)
     summary = summarize(rows)
     meta = {"mcq": str(path), "mcq_name": "general (built-in)" if mcq == "general" else path.name,
             "items": len(items), "runs": runs, "modes": modes, "models": list(models), "k": k or settings.top_k,
@@ -88,7 +94,7 @@ def cmd_eval(args, settings: Settings) -> int:
                       _split(args.modes), runs=args.runs, index=args.index, k=args.k, generate=args.generate,
                       out_dir=Path(args.out) if args.out else None,
                       command="onboard " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-                      progress=not args.json and sys.stderr.isatty())
+                      progress=not args.json)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -97,7 +97,7 @@ def test_letter_scores_match_a_fresh_evaluation(smollm):
 
     scorer = LetterScorer(smollm)
     item = MCQItem("x", "Which planet is known as the Red Planet?", ["Venus", "Mars", "Jupiter", "Mercury"], 1)
-    toks = [scorer.tokens(_messages(item, order, "plain", [])) for order in rotations((0, 1, 2, 3))]
+    toks = [scorer.tokens(_messages(item, order, "plain", [])) for order in rotations((0, 1, 2, 3))[:2]]
     reused = [scorer.letter_logprobs(t, 4)[0] for t in toks]
     fresh = []
     for t in toks:
@@ -108,16 +108,17 @@ def test_letter_scores_match_a_fresh_evaluation(smollm):
 
 
 def test_scoring_is_deterministic_for_a_fixed_seed(smollm):
-    items = read_mcq(general_mcq_path())[:3]
+    items = read_mcq(general_mcq_path())[:2]
     a = evaluate(items, {"smol": smollm}, ["plain"], runs=2, seed=7)
     smollm.chat([{"role": "user", "content": "unrelated"}], max_tokens=4)  # disturb the KV cache
     b = evaluate(items, {"smol": smollm}, ["plain"], runs=2, seed=7)
+    assert len({r["order"] for r in a}) > 1
     assert [r["order"] for r in a] == [r["order"] for r in b]
     for key in ("pred_single", "pred_cyclic", "pred_calibrated"):
         assert [r[key] for r in a] == [r[key] for r in b]
     np.testing.assert_allclose([r["single_lp"] for r in a], [r["single_lp"] for r in b], atol=2e-3)
     s = summarize(a)[0]
-    assert s["runs"] == 2 and s["items"] == 3 and 0 <= s["cyclic"] <= 1
+    assert s["runs"] == 2 and s["items"] == 2 and 0 <= s["cyclic"] <= 1
     assert s["letter_mass"] > 0.2  # the template + instruction make the model answer with a letter
 
 
