@@ -152,7 +152,7 @@ def register(sub) -> None:
     p.add_argument("--data", help="use this Q&A CSV (question,answer) instead of synthesizing")
     p.add_argument("--quick", action="store_true", help="small CPU-sized settings (well under an hour on 2 cores)")
     p.add_argument("--mcq", help="domain MCQ file for the report card (default: none -> retention only)")
-    p.add_argument("--runs", type=int, help="eval runs (default: 3 quick, 10 full)")
+    p.add_argument("--runs", type=int, help="eval runs (default: 2 with --quick, else 10)")
     p.add_argument("--max-chunks", type=int, help="limit the chunks used for synthesis")
     p.add_argument("--max-steps", type=int, help="limit training steps")
     p.add_argument("--out", help="build folder (default: $ONBOARD_HOME/builds/<name>)")

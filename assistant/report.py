@@ -202,3 +202,14 @@ def write_report_card(out_dir: Path, card: dict) -> dict:
     atomic_write_text(out_dir / "report_card.md", report_card_markdown(card))
     return {"markdown": str(out_dir / "report_card.md"), "chart": str(out_dir / "report_card.png"),
             "json": str(out_dir / "report_card.json")}
+
+
+def publish(out_dir: str | Path, dest_md: str | Path) -> Path:
+    """Copy an eval's results.md and chart next to `dest_md` (e.g. docs/results/baseline.md),
+    renaming the chart to <stem>.png and fixing the link."""
+    out_dir, dest_md = Path(out_dir), Path(dest_md)
+    chart = dest_md.with_suffix(".png")
+    md = (out_dir / "results.md").read_text(encoding="utf-8").replace("(accuracy.png)", f"({chart.name})")
+    atomic_write_bytes(chart, (out_dir / "accuracy.png").read_bytes())
+    atomic_write_text(dest_md, md)
+    return dest_md
