@@ -39,6 +39,7 @@ class Turn:
     sources: list = field(default_factory=list)  # Hit.to_dict() rows
     timings: dict = field(default_factory=dict)
     stopped: bool = False
+    error: str = ""  # why there is no answer (missing index, model failure); never sent as context
     rating: int = 0  # 1 up, -1 down, 0 none (the feedback store is the durable record)
     answer_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     ts: float = field(default_factory=time.time)
@@ -72,7 +73,7 @@ class Conversation:
 
     def pairs(self) -> list[tuple[str, str]]:
         """(question, answer) pairs for the model's context; unanswered turns are skipped."""
-        return [(t.question, t.answer) for t in self.turns if t.answer]
+        return [(t.question, t.answer) for t in self.turns if t.answer and not t.error]
 
     def to_dict(self) -> dict:
         return {"id": self.id, "created": self.created, "title": self.title,

@@ -60,9 +60,9 @@ ProblemScreen, CorrectionScreen, HistoryScreen, IndexingScreen, PickScreen { ali
 .dialog-buttons Button { margin-right: 1; }
 """
 
-WELCOME = """[b]onboard[/b] answers questions about your docs, offline.
-Type a question and press Enter. [b]F2[/b] switches mode (plain / rag / hybrid), [b]Esc[/b] stops an answer,
-[b]F6[/b]/[b]F7[/b] rate it, [b]F5[/b] browses history, [b]Ctrl+Q[/b] quits."""
+WELCOME = ("[b]onboard[/b] answers questions about your docs, offline. Type a question and press Enter.\n"
+           "[b]F2[/b] switches mode (plain / rag / hybrid), [b]Esc[/b] stops an answer, [b]F6[/b]/[b]F7[/b] rate it, "
+           "[b]F5[/b] browses history, [b]Ctrl+Q[/b] quits.")
 
 
 class ChatApp(App):
@@ -195,8 +195,8 @@ class ChatApp(App):
 
         try:
             self.get_model()
-        except OnboardError as e:
-            self._ui(self._model_problem, str(e))
+        except Exception as e:  # OnboardError says what to do; anything else still gets a screen
+            self._ui(self._model_problem, str(e) if isinstance(e, OnboardError) else f"{type(e).__name__}: {e}")
             return
         self._ui(self._set_state, "ready")
 
@@ -235,8 +235,8 @@ class ChatApp(App):
     def load_index(self, name: str) -> None:
         try:
             self.get_retriever(name)
-        except OnboardError as e:
-            self._ui(self._index_problem, name, str(e))
+        except Exception as e:
+            self._ui(self._index_problem, name, str(e) if isinstance(e, OnboardError) else f"{type(e).__name__}: {e}")
             return
         self._ui(self._set_state, None)
 
@@ -293,7 +293,7 @@ class ChatApp(App):
                             cancel=cancel, model_name=turn.model)
             turn.sources = [h.to_dict() for h in job.prepare()]
             if turn.sources:
-                self._ui(self.query_one(SourcesPanel).show, turn.sources)
+                self._ui(self._show_sources, turn.sources)
             self._ui(self._set_state, "answering…  (Esc stops)")
             stream = self._ui(Markdown.get_stream, view.body)
             pieces: list[str] = []
@@ -315,16 +315,19 @@ class ChatApp(App):
             turn.timings = {**job.result.timings, "ttft_ms": round(self.last_stats.get("ttft_ms", 0), 1)}
             self.last_stats = {"tokens_per_s": turn.timings.get("tokens_per_s"), "ttft_ms": turn.timings["ttft_ms"]}
         except OnboardError as e:
-            turn.answer = f"**error:** {e}"
+            turn.error = str(e)
             if turn.mode != "plain" and "index" in str(e):
                 self._ui(self._index_problem, turn.index, str(e))
-        except KeyboardInterrupt:
-            turn.stopped = True
+        except Exception as e:  # keep the app alive; the message says what broke
+            turn.error = f"internal error: {type(e).__name__}: {e}"
         finally:
             if cancel.is_set():
                 turn.stopped = True
             self.save_history()
             self._ui(self._answer_done, view)
+
+    async def _show_sources(self, sources: list[dict]) -> None:
+        await self.query_one(SourcesPanel).show(sources)
 
     async def _answer_done(self, view: AnswerView) -> None:
         await view.show_final()

@@ -80,7 +80,10 @@ class AnswerView(Vertical):
 
     async def show_final(self) -> None:
         """Replace the streamed text with the final one, citations linked to the sources panel."""
-        await self.body.update(link_citations(self.turn.answer or "_(no answer)_", len(self.turn.sources)))
+        text = link_citations(self.turn.answer, len(self.turn.sources)) if self.turn.answer else "_(no answer)_"
+        if self.turn.error:
+            text = f"{self.turn.answer}\n\n**error:** {self.turn.error}".strip()
+        await self.body.update(text)
         self.refresh_meta()
 
 

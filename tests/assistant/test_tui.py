@@ -244,3 +244,24 @@ async def test_history_browse_and_new_chat(onboard_home):
 def test_link_citations_only_links_existing_sources():
     assert link_citations("See [1] and [3].", 2) == "See [\\[1\\]](#source-1) and [3]."
     assert link_citations("[x](y) [2](z)", 2) == "[x](y) [2](z)"
+
+
+@pytest.mark.slow
+@sync
+async def test_first_run_builds_default_index_with_progress(smollm):
+    """No index yet, rag mode: the app indexes the project's docs/ behind a progress screen."""
+    from assistant.index import index_exists
+    from assistant.tui_widgets import IndexingScreen
+
+    app = make_app(mode="rag")
+    seen_progress = False
+    async with app.run_test(size=SIZE) as pilot:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not index_exists(app.settings, "docs"):
+            seen_progress |= isinstance(app.screen, IndexingScreen)
+            await asyncio.sleep(0.05)
+        await wait_for(pilot, lambda: not isinstance(app.screen, IndexingScreen), what="progress screen closed")
+        assert seen_progress and index_exists(app.settings, "docs") and app.mode == "rag"
+        view = await ask(pilot, app, "How do I stop an answer in onboard chat?")
+        await wait_for(pilot, lambda: not app.busy, timeout=300, what="rag answer")
+        assert view.turn.sources and all(s["path"].endswith(".md") for s in view.turn.sources)
