@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import time
@@ -29,7 +30,7 @@ def run_eval(settings: Settings, mcq: str, model_names: list[str], modes: list[s
     from .answer import MODES
     from .evaluate import evaluate, general_mcq_path, read_mcq, summarize
     from .llm import load_chat_model
-    from .models import model_label, resolve_model
+    from .models import model_label, resolve_model, sha256_file
     from .report import write_eval
 
     bad = [m for m in modes if m not in MODES]
@@ -52,15 +53,21 @@ def run_eval(settings: Settings, mcq: str, model_names: list[str], modes: list[s
             gguf, n_ctx=settings.n_ctx, n_threads=settings.n_threads, seed=settings.seed)
     total = len(items) * len(models) * len(modes)
     t0 = time.perf_counter()
+    out_dir = Path(out_dir) if out_dir else settings.home / "eval" / f"{time.strftime('%Y%m%d-%H%M%S')}-{path.stem}"
+    checkpoint = Checkpoint(out_dir / "rows.partial.jsonl", {
+        "mcq": sha256_file(path), "models": {m: str(resolve_model(n, settings)) for n, m in zip(model_names, models)},
+        "modes": modes, "runs": runs, "seed": settings.seed, "k": k or settings.top_k, "n_ctx": settings.n_ctx,
+        "index": index or settings.index if retriever else None, "generate": generate})
+    kw = dict(runs=runs, seed=settings.seed, retriever=retriever, k=k or settings.top_k, generate=generate,
+              done=checkpoint.done, on_item=checkpoint.append)
     if progress and sys.stderr.isatty():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         with Progress(TextColumn("[bold]eval[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       TextColumn("{task.description}"), transient=True, console=_stderr_console()) as bar:
             task = bar.add_task("", total=total)
-            rows = evaluate(items, models, modes, runs=runs, seed=settings.seed, retriever=retriever,
-                            k=k or settings.top_k, generate=generate,
-                            on_step=lambda msg: bar.update(task, advance=1, description=msg))
+            rows = evaluate(items, models, modes, on_step=lambda msg: bar.update(task, advance=1, description=msg),
+                            **kw)
     else:  # logs (no terminal): one plain line per item
         done = [0]
 
@@ -68,16 +75,46 @@ def run_eval(settings: Settings, mcq: str, model_names: list[str], modes: list[s
             done[0] += 1
             print(f"eval {done[0]}/{total} {msg}", file=sys.stderr, flush=True)
 
-        rows = evaluate(items, models, modes, runs=runs, seed=settings.seed, retriever=retriever,
-                        k=k or settings.top_k, generate=generate, on_step=log if progress else None)
+        rows = evaluate(items, models, modes, on_step=log if progress else None, **kw)
     summary = summarize(rows)
     meta = {"mcq": str(path), "mcq_name": "general (built-in)" if mcq == "general" else path.name,
             "items": len(items), "runs": runs, "modes": modes, "models": list(models), "k": k or settings.top_k,
             "index": index or settings.index if retriever else None, "n_ctx": settings.n_ctx,
             "seed": settings.seed, "seconds": round(time.perf_counter() - t0, 1), "command": command}
-    out_dir = Path(out_dir) if out_dir else settings.home / "eval" / f"{time.strftime('%Y%m%d-%H%M%S')}-{path.stem}"
     files = write_eval(out_dir, rows, summary, meta)
+    checkpoint.path.unlink(missing_ok=True)
     return {"meta": meta, "summary": summary, "files": files}
+
+
+class Checkpoint:
+    """Rows of finished items, appended (fsync'ed) as they finish, so an interrupted evaluation
+    rerun with the same --out resumes; a first line holds the settings they are valid for."""
+
+    def __init__(self, path: Path, config: dict):
+        self.path, self.done = path, {}
+        header = json.dumps({"config": config}, sort_keys=True)
+        if path.is_file():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            if lines and lines[0] == header:
+                for line in lines[1:]:
+                    try:
+                        row = json.loads(line)
+                    except ValueError:  # a line cut by a kill: that item is redone
+                        continue
+                    self.done.setdefault((row["model"], row["mode"], row["id"]), []).append(row)
+                runs = config["runs"]
+                self.done = {key: rows for key, rows in self.done.items() if len(rows) == runs}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:  # rewrite: header + complete items only
+            f.write(header + "\n")
+            for rows in self.done.values():
+                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+    def append(self, rows: list[dict]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _stderr_console():

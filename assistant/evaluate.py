@@ -335,9 +335,12 @@ def retrieval_fields(ctx: Context, item: MCQItem) -> dict:
 
 def evaluate(items: Sequence[MCQItem], models: dict, modes: Sequence[str], runs: int = 10, seed: int = 0,
              retriever=None, k: int = 4, generate: bool = False,
-             on_step: Callable[[str], None] | None = None) -> list[dict]:
+             on_step: Callable[[str], None] | None = None, done: dict | None = None,
+             on_item: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """Score every item for every model x mode x run. `models` maps a label to a ChatModel.
-    Returns one row per (model, mode, run, item); `summarize` aggregates them."""
+    Returns one row per (model, mode, run, item); `summarize` aggregates them.
+    `done` maps (model, mode, item id) to rows of an interrupted evaluation (they are reused);
+    `on_item(rows)` receives each finished item's rows, so a caller can checkpoint them."""
     if any(m != "plain" for m in modes) and retriever is None:
         raise OnboardError("modes rag/hybrid need a docs index: pass --index NAME (build one with: onboard index PATH)")
     rows: list[dict] = []
@@ -346,7 +349,13 @@ def evaluate(items: Sequence[MCQItem], models: dict, modes: Sequence[str], runs:
         scorer = LetterScorer(model)
         for mode in modes:
             for item in items:
+                if done and (label, mode, item.id) in done:
+                    rows.extend(done[(label, mode, item.id)])
+                    if on_step:
+                        on_step(f"{label} · {mode} · {item.id} (done earlier)")
+                    continue
                 t0 = time.perf_counter()
+                first = len(rows)
                 ctx = prepare_context(scorer, item, mode, retriever, k, retrieval_cache)
                 memo: dict = {}
                 for run in range(runs):
@@ -369,6 +378,8 @@ def evaluate(items: Sequence[MCQItem], models: dict, modes: Sequence[str], runs:
                     if generate:
                         row.update(generate_answer(model, item, mode, ctx, order, seed + run))
                     rows.append(row)
+                if on_item:
+                    on_item(rows[first:])
                 if on_step:
                     on_step(f"{label} · {mode} · {item.id} ({time.perf_counter() - t0:.1f}s)")
     calibrate(rows)

@@ -89,3 +89,32 @@ def test_cli_eval_csv_end_to_end(tmp_path, run_cli):
 def test_cli_eval_bad_input(run_cli, argv, msg):
     code, out, err = run_cli(*argv)
     assert code != 0 and err.startswith("onboard: error:") and msg in err and "Traceback" not in err
+
+
+def test_eval_checkpoint_resumes_only_matching_complete_items(tmp_path):
+    from assistant.cli_eval import Checkpoint
+
+    path = tmp_path / "rows.partial.jsonl"
+    cp = Checkpoint(path, {"runs": 2, "seed": 0})
+    row = {"model": "m", "mode": "plain", "id": "q1"}
+    cp.append([{**row, "run": 0}, {**row, "run": 1}])
+    cp.append([{**row, "id": "q2", "run": 0}])  # killed before q2's second run
+    with open(path, "a") as f:
+        f.write('{"model": "m", "mo')  # a line cut by kill -9
+    again = Checkpoint(path, {"runs": 2, "seed": 0})
+    assert list(again.done) == [("m", "plain", "q1")] and len(again.done[("m", "plain", "q1")]) == 2
+    assert Checkpoint(path, {"runs": 2, "seed": 0}).done.keys() == again.done.keys()  # rewritten cleanly
+    assert Checkpoint(path, {"runs": 3, "seed": 0}).done == {}  # other settings: start over
+
+
+def test_evaluate_reuses_done_items_without_scoring(smollm):
+    from assistant.evaluate import MCQItem, evaluate
+
+    item = MCQItem("q1", "What is 2 + 2?", ["3", "4", "5", "6"], 1)
+    done_rows = [{"model": "m", "mode": "plain", "run": 0, "id": "q1", "too_long": False, "answer_shown": "B",
+                  "single_lp": [-3.0, -0.1, -3.0, -3.0], "pred_single": "B", "letter_mass": 0.9,
+                  "correct_single": True, "correct_cyclic": True}]
+    seen = []
+    rows = evaluate([item], {"m": smollm}, ["plain"], runs=1, done={("m", "plain", "q1"): done_rows},
+                    on_step=seen.append, on_item=lambda r: seen.append("scored"))
+    assert seen == ["m · plain · q1 (done earlier)"] and rows[0]["correct_calibrated"] is True
