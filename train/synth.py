@@ -315,7 +315,7 @@ def synthesize(corpus: Path, out_dir: Path, teacher: str = DEFAULT_TEACHER, *, q
             "seconds": round(sum(r.get("seconds", 0.0) for r in recs), 2),
         }
         teacher_stats["first_try_rate"] = round(teacher_stats["first_try_ok"] / asks, 4) if asks else None
-        json_asks = sum(r.get("json_asks", 0) for r in recs)
+        json_asks = teacher_stats["json_asks"] = sum(r.get("json_asks", 0) for r in recs)
         teacher_stats["parse_rate"] = round(sum(r.get("json_first_parsed", 0) for r in recs) / json_asks, 4) \
             if json_asks else None
         summary = {

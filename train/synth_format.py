@@ -136,6 +136,8 @@ def write_datasets(out_dir: Path, kept: list[dict], *, chunks: dict[str, dict] |
         (out_dir / "dpo.jsonl").unlink(missing_ok=True)
     if rephrasings:
         files["rephrase.jsonl"] = write_jsonl(out_dir / "rephrase.jsonl", [{"text": t} for t in rephrasings])
+    else:
+        (out_dir / "rephrase.jsonl").unlink(missing_ok=True)  # no stale file from an earlier run
     return {
         "counts": {"pairs": len(kept), "sft": len(sft), "sft_closed_book": len(kept),
                    "sft_with_context": n_ctx_rows, "sft_with_oracle": n_oracle, "dpo": len(dpo),

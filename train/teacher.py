@@ -98,7 +98,10 @@ class Teacher:
 
         def parse(text: str):
             try:
-                obj = json.loads(text)
+                # strict=False: raw newlines/tabs inside strings are accepted, because the JSON
+                # grammar of llama-cpp-python 0.3.36 lets them through (its `char` rule lacks
+                # the \x00-\x1F exclusion that llama.cpp's own converter has).
+                obj = json.loads(text, strict=False)
             except ValueError:
                 raise BadReply(f"not JSON: {text[:80]!r}") from None
             if not isinstance(obj, dict):

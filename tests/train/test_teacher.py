@@ -145,6 +145,9 @@ def test_malformed_replies_are_retried_then_skipped_and_counted(bad_server):
     s = teacher.stats
     assert (s.requests, s.first_try_ok, s.skipped, s.bad_replies, s.retries) == (2, 0, 1, 4, 3)
     assert (s.json_requests, s.json_first_parsed) == (2, 0)
+    # a raw newline inside a string (llama-cpp-python's grammar lets it through) still parses
+    handler.script = [("json", '{"question": "What port\nis it?", "answer": "3928"}')]
+    assert teacher.ask_json(MESSAGES, QA_SCHEMA, check_qa, seed=3) == {"question": "What port is it?", "answer": "3928"}
     body = handler.bodies[0]
     assert body["response_format"] == {"type": "json_object", "schema": QA_SCHEMA}
     assert handler.bodies[1]["seed"] != handler.bodies[0]["seed"]  # a retry samples anew
