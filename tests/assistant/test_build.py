@@ -93,4 +93,4 @@ def test_build_quick_end_to_end(tmp_path, run_cli, nitro_docs, nitro_mcq):
     code, out, err = run_cli("build", str(nitro_docs), "--quick", "--name", "nitro-test", "--mcq", str(nitro_mcq),
                              "--max-chunks", "4", "--max-steps", "2", "--runs", "1", "--threads", "2",
                              "--out", str(tmp_path / "b"))
-    assert code == 0 and err.count("skipped") == 6  # resumed: every stage already done
+    assert code == 0 and err.count("settings unchanged - skipped") == 6  # resumed: every stage already done
