@@ -189,11 +189,21 @@ class Build:
         from train.recipe import load_recipe
         from train.run import run_recipe
 
-        final = run_recipe(load_recipe(self.cfg.recipe), self.dir / "train", data_dir=self.dir / "data",
-                           base=self.cfg.student, max_steps=self.cfg.max_steps, settings=self.settings,
-                           progress=self.progress)
+        import dataclasses
+
+        recipe, notes = load_recipe(self.cfg.recipe), []
+        data_dir = self.dir / "data"
+        missing = [s for s in recipe.stages
+                   if s.type == "dpo" and not all((data_dir / d).is_file() for d in s.data)]
+        if missing and len(missing) < len(recipe.stages):
+            # imported Q&A gives preference pairs only when it has plausible wrong answers
+            recipe = dataclasses.replace(recipe, stages=[s for s in recipe.stages if s not in missing])
+            notes.append(f"no preference pairs in the data: skipped DPO stage(s) {', '.join(s.name for s in missing)}")
+            self.say(notes[-1])
+        final = run_recipe(recipe, self.dir / "train", data_dir=data_dir, base=self.cfg.student,
+                           max_steps=self.cfg.max_steps, settings=self.settings, progress=self.progress)
         run = json.loads((self.dir / "train" / "run.json").read_text(encoding="utf-8"))
-        return {"final_model": str(final), "stages": run.get("stages", [])}
+        return {"final_model": str(final), "stages": run.get("stages", []), "notes": notes}
 
     def stage_quantize(self) -> dict:
         from quantize.convert import quantize_model
@@ -241,7 +251,8 @@ class Build:
             "data_counts": self.result("data").get("counts", {}),
             "stages": {s: {"seconds": v.get("seconds", 0), "note": _stage_note(s, v.get("result", {}))}
                        for s, v in self.state["stages"].items() if s != "report"},
-            "notes": [] if ev.get("domain") else ["No domain MCQ given (--mcq): only retention was measured."],
+            "notes": self.result("train").get("notes", []) + (
+                [] if ev.get("domain") else ["No domain MCQ given (--mcq): only retention was measured."]),
         }
         return write_report_card(self.dir / "report", card)
 
