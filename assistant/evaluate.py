@@ -19,7 +19,6 @@ Reading and writing results lives in assistant.report.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import random
 import re
@@ -33,6 +32,7 @@ import numpy as np
 
 from .answer import SYSTEM_DRAFT, SYSTEM_RAG, Hit, fit_hits, rag_user_message
 from .errors import OnboardError
+from .jsonl import iter_jsonl
 
 LETTERS = "ABCDEFGHIJ"
 METHODS = ("single", "calibrated", "cyclic")  # + "generate" when asked for
@@ -92,14 +92,10 @@ def read_jsonl(path: Path) -> list[MCQItem]:
     """One object a line: question, choices ({"A": ..} or a list), answer (letter), optional
     id, kind, sources."""
     items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for n, row in iter_jsonl(path, "one MCQ object per line"):
         where = f"{path}:{n}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise OnboardError(f"{where}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise OnboardError(f"{where}: expected a JSON object")
         choices = row.get("choices", row.get("options"))
         if isinstance(choices, dict):
             keys = sorted(choices, key=lambda k: str(k).upper())

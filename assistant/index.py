@@ -336,8 +336,6 @@ class DocIndex:
         return embed_query(query)
 
     def search(self, query: str, k: int = 4):
-        from .answer import Hit
-
         query = (query or "").strip()
         if not query:
             raise OnboardError('empty search query: e.g. onboard search "how do I install it?"')

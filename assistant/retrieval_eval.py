@@ -13,13 +13,13 @@ MRR is over the top `k_max` (5) results: 1/rank of the first hit, 0 when none.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import OnboardError
+from .jsonl import iter_jsonl
 
 RETRIEVAL_MODES = ("rag", "hybrid", "hyde")
 HYDE_MODEL = "smollm2-135m"
@@ -50,17 +50,10 @@ def load_mcq(path: Path) -> list[dict]:
     if not path.is_file():
         raise OnboardError(f"MCQ file not found: {path}")
     items = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except ValueError:
-                raise OnboardError(f"{path}:{lineno}: not valid JSON (one MCQ object per line expected)") from None
-            if not isinstance(item, dict) or not item.get("question") or not isinstance(item.get("sources"), list):
-                raise OnboardError(f"{path}:{lineno}: each line needs \"question\" and a \"sources\" list of doc paths")
-            items.append(item)
+    for lineno, item in iter_jsonl(path, "one MCQ object per line"):
+        if not isinstance(item, dict) or not item.get("question") or not isinstance(item.get("sources"), list):
+            raise OnboardError(f"{path}:{lineno}: each line needs \"question\" and a \"sources\" list of doc paths")
+        items.append(item)
     if not items:
         raise OnboardError(f"{path} holds no questions")
     return items

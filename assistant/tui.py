@@ -202,7 +202,7 @@ class ChatApp(App):
 
     def _model_problem(self, message: str) -> None:
         fix = message.split("install it with:", 1)[1].strip() if "install it with:" in message else \
-            f"onboard models list      # then: onboard chat --model NAME"
+            "onboard models list      # then: onboard chat --model NAME"
         self._set_state("no model")
         self.show_problem("Model not available", message, fix)
 

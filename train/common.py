@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import OnboardError
+from assistant.jsonl import iter_jsonl
 
 
 @dataclass
@@ -62,19 +63,12 @@ def read_jsonl(path: Path, kind: str) -> list[dict]:
                            "or pass --data DIR pointing at the folder that holds it)")
     rows = []
     accepted = ROW_KEYS[kind]
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:
-                raise OnboardError(f"{path}:{n}: not valid JSON") from None
-            if not isinstance(row, dict) or not any(all(k in row for k in keys) for keys in accepted):
-                want = " or ".join("{" + ", ".join(keys) + "}" for keys in accepted)
-                raise OnboardError(f"{path}:{n}: a {kind} row needs {want}")
-            keys = next(keys for keys in accepted if all(k in row for k in keys))
-            rows.append({k: row[k] for k in keys})
+    for n, row in iter_jsonl(path, f"one {kind} row per line"):
+        if not isinstance(row, dict) or not any(all(k in row for k in keys) for keys in accepted):
+            want = " or ".join("{" + ", ".join(keys) + "}" for keys in accepted)
+            raise OnboardError(f"{path}:{n}: a {kind} row needs {want}")
+        keys = next(keys for keys in accepted if all(k in row for k in keys))
+        rows.append({k: row[k] for k in keys})
     if not rows:
         raise OnboardError(f"{path} has no rows; regenerate it with `onboard synth`")
     return rows

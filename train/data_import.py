@@ -14,11 +14,11 @@ another row, without a corpus) when it says something different: a plausible wro
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from pathlib import Path
 
 from assistant.errors import OnboardError
+from assistant.jsonl import iter_jsonl
 
 KEY_ALIASES = (("question", "answer"), ("prompt", "response"), ("instruction", "output"),
                ("q", "a"))
@@ -45,13 +45,7 @@ def read_pairs(path: Path) -> list[dict]:
         raise OnboardError(f"{path} is not UTF-8 text") from None
     pairs: list[dict] = []
     if suffix in (".jsonl", ".json", ".ndjson"):
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                raise OnboardError(f"{path}:{n}: not valid JSON (expected one object per line)") from None
+        for n, obj in iter_jsonl(path, "one object per line"):
             if isinstance(obj, dict) and isinstance(obj.get("pairs"), list):  # a qa.jsonl record
                 pairs += [{"question": p.get("question", ""), "answer": p.get("answer", "")}
                           for p in obj["pairs"] if isinstance(p, dict)]

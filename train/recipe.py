@@ -260,7 +260,6 @@ def parse_recipe(data: Any, source: str = "<recipe>") -> Recipe:
     for i, raw in enumerate(stages_raw):
         stages.append(_parse_stage(source, i, raw, {s.name for s in stages}))
     for i, stage in enumerate(stages):
-        earlier = {s.name for s in stages[:i]}
         later = {s.name for s in stages[i:]}
         for ref in stage.models or [stage.model]:
             if ref in later:
