@@ -13,14 +13,7 @@ import pytest
 from assistant.errors import OnboardError
 from assistant.settings import Settings
 from quantize.bundle import MANIFEST, create_bundle, import_bundle
-
-DOCS = {
-    "install.md": "# Installing Widgetd\n\nWidgetd installs with `pip install widgetd`.\n\n"
-                  "## Starting the daemon\n\nRun `widgetd start --port 7070` to start the daemon. "
-                  "The default port is 7070. Stop it with `widgetd stop`.\n",
-    "config.md": "# Configuring Widgetd\n\nThe configuration file lives at `~/.widgetd/config.yaml`. "
-                 "Set `cache_size` to the memory cache size in megabytes; the default is 256.\n",
-}
+from tests.quantize.widget_docs import DOCS
 
 
 @pytest.fixture(scope="module")
