@@ -39,7 +39,7 @@ def make_app(**kw) -> ChatApp:
     return ChatApp(settings, **kw)
 
 
-async def wait_for(pilot, predicate, timeout=60.0, what="condition"):
+async def wait_for(pilot, predicate, timeout=180.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
