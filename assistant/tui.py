@@ -309,6 +309,7 @@ class ChatApp(App):
                 turn.answer = "".join(pieces)  # kept current so a quit mid-answer saves it
                 if stream is not None:
                     self._ui(stream.write, piece)
+                    view.pieces_posted += 1
             if stream is not None:
                 self._ui(stream.stop)
             turn.answer, turn.stopped = job.result.answer, job.result.stopped

@@ -43,6 +43,7 @@ class AnswerView(Vertical):
     def __init__(self, turn: Turn, **kw):
         super().__init__(**kw)
         self.turn = turn
+        self.pieces_posted = 0  # tokens forwarded to the Markdown stream (it may batch redraws)
 
     def compose(self) -> ComposeResult:
         from textual.widgets import Markdown  # markdown-it + pygments: imported after the first paint

@@ -73,11 +73,11 @@ async def test_ask_streams_rate_copy_and_quit(smollm):
         assert app.focused is app.query_one("#question")  # interactive at once, model loads behind
         question = "Describe in a few sentences what a compiler does."  # a long answer: many stream steps
         view = await ask(pilot, app, question)
-        seen: set[str] = set()
-        await wait_for(pilot, lambda: seen.add(view.body.source) or not app.busy, what="answer to finish")
+        await wait_for(pilot, lambda: not app.busy, what="answer to finish")
         turn = view.turn
         assert turn.answer and not turn.stopped
-        assert len(seen - {""}) >= 2, "the answer should appear in several streamed steps"
+        # streamed token by token to the UI (MarkdownStream may coalesce redraws on a fast machine)
+        assert view.pieces_posted == turn.timings["completion_tokens"] >= 2
         assert view.body.source.strip() == turn.answer
         assert turn.timings["completion_tokens"] > 0 and turn.timings["tokens_per_s"] > 0
         assert "tok/s" in status_text(app) and "TTFT" in status_text(app) and "ready" in status_text(app)
