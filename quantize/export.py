@@ -94,8 +94,8 @@ def _gguf_header(path: Path) -> dict:
     return gguf_metadata(path)
 
 
-def export_ollama(name: str, out_dir: Path, settings, system: str = SYSTEM_PLAIN) -> Path:
-    """Write OUT/NAME/{NAME.gguf, Modelfile}; returns the folder."""
+def _prepare_export(name: str, out_dir: Path, settings):
+    """What both exports share: OUT/ID/ID.gguf in place, the chat family, stop tokens, context."""
     path, card = _model_facts(name, settings)
     meta = _gguf_header(path)
     fam = detect_family(meta.get("tokenizer.chat_template"))
@@ -106,6 +106,12 @@ def export_ollama(name: str, out_dir: Path, settings, system: str = SYSTEM_PLAIN
     _place_gguf(path, folder / f"{model_id}.gguf")
     stops = list(dict.fromkeys([*fam.stops, *([meta["eos_token"]] if meta.get("eos_token") else [])]))
     n_ctx = min(settings.n_ctx, int(meta.get("context_length") or settings.n_ctx))
+    return model_id, folder, card, fam, stops, n_ctx
+
+
+def export_ollama(name: str, out_dir: Path, settings, system: str = SYSTEM_PLAIN) -> Path:
+    """Write OUT/NAME/{NAME.gguf, Modelfile}; returns the folder."""
+    model_id, folder, card, fam, stops, n_ctx = _prepare_export(name, out_dir, settings)
     lines = [
         f"# {card.get('description') or model_id + ', exported by onboard'}",
         f"# Create it in Ollama:  ollama create {model_id} -f Modelfile   then:  ollama run {model_id}",
@@ -124,17 +130,8 @@ def export_ollama(name: str, out_dir: Path, settings, system: str = SYSTEM_PLAIN
 
 def export_jan(name: str, out_dir: Path, settings, system: str = SYSTEM_PLAIN) -> Path:
     """Write OUT/NAME/{NAME.gguf, model.json} in the layout of Jan's models folder; returns the folder."""
-    path, card = _model_facts(name, settings)
-    meta = _gguf_header(path)
-    fam = detect_family(meta.get("tokenizer.chat_template"))
-    card.setdefault("license", meta.get("general.license", ""))
-    model_id = _export_name(name)
-    folder = Path(out_dir).expanduser() / model_id
-    folder.mkdir(parents=True, exist_ok=True)
+    model_id, folder, card, fam, stops, n_ctx = _prepare_export(name, out_dir, settings)
     gguf_name = f"{model_id}.gguf"
-    _place_gguf(path, folder / gguf_name)
-    stops = list(dict.fromkeys([*fam.stops, *([meta["eos_token"]] if meta.get("eos_token") else [])]))
-    n_ctx = min(settings.n_ctx, int(meta.get("context_length") or settings.n_ctx))
     model_json = {
         "sources": [{"filename": gguf_name, "url": str((folder / gguf_name).resolve())}],
         "id": model_id,
