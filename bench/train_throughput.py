@@ -4,6 +4,9 @@
     .venv/bin/python bench/train_throughput.py --model tiny --steps 20 # tiny random llama (quick)
     .venv/bin/python bench/train_throughput.py --data data/docs/sft.jsonl --steps 30   # on a GPU
 
+Data by default: the reference experiment's GPT-4 Nitro Q&A (../shared/data/nitro_qa_gpt4.csv,
+imported as `onboard data import` does: real, variable-length rows), else a built-in 96-row set.
+
 Both runs use the same LoRA (r 256, alpha 512, all linear layers) and the same rows; the baseline
 keeps every other trl default (batch 8, padding to the longest row, gradient checkpointing on,
 bf16 autocast where trl enables it). Ours: best-fit packing fed padding-free, no gradient
@@ -59,10 +62,25 @@ def ours(model_dir: Path, rows_file: Path, steps: int, out: Path) -> dict:
     return {"tokens": m["tokens_seen"], "runtime_s": m["train_runtime_s"], "tokens_per_s": m["tokens_per_s"]}
 
 
+def _default_data(work: Path, rows: int) -> Path | None:
+    csv = Path(__file__).resolve().parents[2] / "shared" / "data" / "nitro_qa_gpt4.csv"
+    if not csv.is_file():
+        return None
+    from train.data_import import import_qa
+
+    out = work / "gpt4"
+    import_qa(csv, out)
+    sft = out / "sft.jsonl"
+    lines = sft.read_text(encoding="utf-8").splitlines()[:rows]
+    sft.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return sft
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m", help="'tiny', a registry name, .gguf or HF folder")
-    ap.add_argument("--data", type=Path, help="sft.jsonl (default: a built-in 96-row Q&A set)")
+    ap.add_argument("--data", type=Path, help="sft.jsonl (default: the shared GPT-4 Nitro Q&A, else a built-in set)")
+    ap.add_argument("--rows", type=int, default=400, help="rows taken from the default data")
     ap.add_argument("--steps", type=int, default=6)
     args = ap.parse_args()
     import torch
@@ -74,7 +92,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="onboard-bench-"))
     model_dir = make_tiny_llama(work / "tiny") if args.model == "tiny" else hf_model_dir(args.model, load_settings())
-    data = args.data or write_tiny_data(work / "data", n=96) / "sft.jsonl"
+    data = args.data or _default_data(work, args.rows) or write_tiny_data(work / "data", n=96) / "sft.jsonl"
     rows = read_jsonl(data, "sft")
     device = "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
     print(f"model {model_dir.name}, {len(rows)} rows, {args.steps} steps each, device {device}")

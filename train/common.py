@@ -18,8 +18,10 @@ from assistant.jsonl import iter_jsonl
 
 @dataclass
 class Device:
-    """Where and how to train. CPU: float32, no gradient checkpointing (RAM is plentiful, compute
-    is not). CUDA: bf16, bigger batches, gradient checkpointing, Liger kernels when installed."""
+    """Where and how to train. CPU: float32 weights, no gradient checkpointing (RAM is plentiful,
+    compute is not), bf16 autocast where AMX makes bf16 matmuls fast (assistant/cpu.py; the
+    weights and LoRA updates stay float32). CUDA: bf16, bigger batches, gradient checkpointing,
+    Liger kernels when installed."""
 
     kind: str  # cpu | cuda
     dtype: str  # float32 | bfloat16
@@ -27,6 +29,7 @@ class Device:
     gradient_checkpointing: bool
     liger: bool = False
     threads: int | None = None
+    autocast_bf16: bool = False  # CPU mixed precision (Trainer's bf16=True with use_cpu)
 
     @property
     def torch_dtype(self):
@@ -46,7 +49,10 @@ def detect_device(threads: int | None = None) -> Device:
                       gradient_checkpointing=True, liger=importlib.util.find_spec("liger_kernel") is not None)
     threads = threads or int(os.environ.get("ONBOARD_TRAIN_THREADS", 0)) or (os.cpu_count() or 1)
     torch.set_num_threads(threads)  # torch's default can oversubscribe a shared machine
-    return Device("cpu", "float32", batch_size=4, gradient_checkpointing=False, threads=threads)
+    from assistant.cpu import fast_bf16
+
+    return Device("cpu", "float32", batch_size=4, gradient_checkpointing=False, threads=threads,
+                  autocast_bf16=fast_bf16())
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -196,7 +202,7 @@ def training_args_kwargs(p, device: Device, ckpt_dir: Path, max_steps: int | Non
         warmup_steps=p.warmup_ratio, weight_decay=p.weight_decay, logging_steps=1, save_strategy="steps",
         save_steps=p.save_steps, save_total_limit=2, eval_strategy="no", report_to="none",
         disable_tqdm=True, seed=p.seed, data_seed=p.seed, gradient_checkpointing=gc,
-        bf16=device.dtype == "bfloat16", fp16=False, use_cpu=device.kind == "cpu",
+        bf16=device.dtype == "bfloat16" or device.autocast_bf16, fp16=False, use_cpu=device.kind == "cpu",
         dataloader_num_workers=0, include_num_input_tokens_seen="non_padding", save_only_model=False,
         log_level="error",
     )
