@@ -51,7 +51,7 @@ def detect_device(threads: int | None = None) -> Device:
     torch.set_num_threads(threads)  # torch's default can oversubscribe a shared machine
     from assistant.cpu import fast_bf16
 
-    return Device("cpu", "float32", batch_size=4, gradient_checkpointing=False, threads=threads,
+    return Device("cpu", "float32", batch_size=1, gradient_checkpointing=False, threads=threads,
                   autocast_bf16=fast_bf16())
 
 
@@ -218,10 +218,17 @@ def lora_config(p, task: str = "CAUSAL_LM"):
                       target_modules=p.target_modules, task_type=task)
 
 
-def load_model(path: Path, device: Device):
+def load_model(path: Path, device: Device, packed: bool = False):
+    """packed: batches are padding-free packed rows, so attention runs per example
+    (train/attention.py) instead of over the whole flattened batch."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=device.torch_dtype)
+    kw = {}
+    if packed:
+        from .attention import register
+
+        kw["attn_implementation"] = register()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=device.torch_dtype, **kw)
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -237,6 +244,7 @@ def save_merged(trainer, tok, out_dir: Path, dtype) -> None:
         model = model.merge_and_unload()
     model = model.to(dtype)
     model.config.use_cache = True
+    model.config._attn_implementation = "sdpa"  # the saved model must load without train/attention.py
     tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)

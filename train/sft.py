@@ -16,9 +16,11 @@ the chat template and masks the prompt, so the loss is on the answers only (`ass
 does not work with SmolLM2's template). `{"messages": [...]}` rows are accepted too (loss on the
 whole conversation).
 
-Speed: sequences are packed best-fit-decreasing and fed padding-free (transformers builds the
-block-diagonal mask from position_ids, so packed examples never attend to each other); no eval
-loop; gradient checkpointing only on CUDA. Output: <out>/model (merged, safetensors + tokenizer).
+Speed: sequences are packed best-fit-decreasing and fed padding-free (trl's collator passes the
+example boundaries from the collator and train/attention.py runs attention per example, so packed
+examples never attend to each other and no work is spent on the cross-example blocks); no eval
+loop; gradient checkpointing only on CUDA; bf16 autocast on CPUs with AMX; the LM head scores
+only answer tokens. Output: <out>/model (merged, safetensors + tokenizer).
 """
 from __future__ import annotations
 
@@ -50,6 +52,25 @@ def sft_config(p: SftParams, ctx: StageContext):
                      completion_only_loss=None, dataset_num_proc=None)
 
 
+def score_only_completion_tokens() -> None:
+    """trl's fused LM head scores only the positions that carry a label (the answers) on
+    Triton devices, and every position elsewhere - to keep tile shapes fixed for compilers such
+    as Neuron's. Plain eager CPU has no such concern: scoring only the answer tokens skips the
+    49k-word projection, softmax and their backward on the prompt tokens (same loss; the head
+    is ~25% of a CPU step on SmolLM2-135M, whose prompts are ~40% of the tokens of a Q&A row). trl looks the choice up in its utils module."""
+    import trl.trainer.utils as trl_utils
+
+    stock = getattr(trl_utils, "_use_triton", None)
+    if stock is None or getattr(stock, "onboard_patched", False):
+        return
+
+    def compact_everywhere(device) -> bool:
+        return device.type == "cpu" or stock(device)
+
+    compact_everywhere.onboard_patched = True
+    trl_utils._use_triton = compact_everywhere
+
+
 def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageContext) -> dict:
     """Train, merge the adapter, save to ctx.model_dir. Returns metrics for the manifest."""
     from datasets import Dataset
@@ -64,7 +85,8 @@ def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageCon
 
         atomic_write_text(ctx.out_dir / "heldout.jsonl",
                           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in heldout))
-    model, tok = load_model(model_dir, ctx.device)
+    model, tok = load_model(model_dir, ctx.device, packed=p.packing)
+    score_only_completion_tokens()
     callback = make_progress_callback(f"sft {ctx.out_dir.name}", ctx.progress)
     trainer = SFTTrainer(model=model, args=sft_config(p, ctx), train_dataset=Dataset.from_list(train_rows),
                          processing_class=tok, peft_config=lora_config(p) if p.lora else None,
