@@ -24,6 +24,7 @@ only answer tokens. Output: <out>/model (merged, safetensors + tokenizer).
 """
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from pathlib import Path
@@ -52,23 +53,26 @@ def sft_config(p: SftParams, ctx: StageContext):
                      completion_only_loss=None, dataset_num_proc=None)
 
 
-def score_only_completion_tokens() -> None:
+@contextlib.contextmanager
+def answer_only_scoring():
     """trl's fused LM head scores only the positions that carry a label (the answers) on
     Triton devices, and every position elsewhere - to keep tile shapes fixed for compilers such
     as Neuron's. Plain eager CPU has no such concern: scoring only the answer tokens skips the
     49k-word projection, softmax and their backward on the prompt tokens (same loss; the head
-    is ~25% of a CPU step on SmolLM2-135M, whose prompts are ~40% of the tokens of a Q&A row). trl looks the choice up in its utils module."""
+    is ~25% of a CPU step on SmolLM2-135M, whose prompts are ~40% of the tokens of a Q&A row).
+    trl looks the choice up in its utils module; restored on exit so other trainers in the
+    process (the bench's baseline) keep stock behaviour."""
     import trl.trainer.utils as trl_utils
 
     stock = getattr(trl_utils, "_use_triton", None)
-    if stock is None or getattr(stock, "onboard_patched", False):
+    if stock is None:
+        yield
         return
-
-    def compact_everywhere(device) -> bool:
-        return device.type == "cpu" or stock(device)
-
-    compact_everywhere.onboard_patched = True
-    trl_utils._use_triton = compact_everywhere
+    trl_utils._use_triton = lambda device: device.type == "cpu" or stock(device)
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = stock
 
 
 def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageContext) -> dict:
@@ -86,7 +90,6 @@ def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageCon
         atomic_write_text(ctx.out_dir / "heldout.jsonl",
                           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in heldout))
     model, tok = load_model(model_dir, ctx.device, packed=p.packing)
-    score_only_completion_tokens()
     callback = make_progress_callback(f"sft {ctx.out_dir.name}", ctx.progress)
     trainer = SFTTrainer(model=model, args=sft_config(p, ctx), train_dataset=Dataset.from_list(train_rows),
                          processing_class=tok, peft_config=lora_config(p) if p.lora else None,
@@ -94,7 +97,8 @@ def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageCon
     quiet_trainer(trainer)
     resume = last_checkpoint(ctx.ckpt_dir)
     started = time.time()
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with answer_only_scoring():
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     metrics = train_metrics(trainer, result, callback, started, resume)
     metrics.update(rows=len(rows), train_rows=len(train_rows), heldout_rows=len(heldout))
     save_merged(trainer, tok, ctx.model_dir, ctx.device.torch_dtype)

@@ -55,7 +55,7 @@ def test_varlen_falls_back_to_sdpa_for_padded_batches(tiny_llama_dir):
 def test_answer_only_scoring_gives_the_reference_log_probs(tiny_llama_dir):
     from trl.trainer.utils import add_fused_lm_head
 
-    from train.sft import score_only_completion_tokens
+    from train.sft import answer_only_scoring
 
     model = _load(tiny_llama_dir, "sdpa")
     ids, pos, _ = _packed_row([12, 9])
@@ -67,10 +67,10 @@ def test_answer_only_scoring_gives_the_reference_log_probs(tiny_llama_dir):
     import trl.trainer.utils as trl_utils
 
     add_fused_lm_head(model, outputs=("log_probs",))
-    score_only_completion_tokens()
-    assert trl_utils._use_triton(torch.device("cpu"))  # the compact (answer-only) path is the one tested
-    with torch.no_grad():
+    with answer_only_scoring(), torch.no_grad():
+        assert trl_utils._use_triton(torch.device("cpu"))  # the compact (answer-only) path is the one tested
         fused = model(input_ids=ids, position_ids=pos, labels=labels, fused_lm_head=True, use_cache=False)
+    assert not trl_utils._use_triton(torch.device("cpu"))  # restored for other trainers
     target = labels[:, 1:]
     ref = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, target.clamp(min=0)[..., None])[..., 0]
     ref = ref.masked_fill(target == -100, 0)
