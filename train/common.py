@@ -25,11 +25,12 @@ class Device:
 
     kind: str  # cpu | cuda
     dtype: str  # float32 | bfloat16
-    batch_size: int
+    batch_size: int  # rows a step when rows are not packed (dpo, sft with packing off)
     gradient_checkpointing: bool
     liger: bool = False
     threads: int | None = None
     autocast_bf16: bool = False  # CPU mixed precision (Trainer's bf16=True with use_cpu)
+    packed_batch_size: int | None = None  # packed max_length rows a step (sft); None: batch_size
 
     @property
     def torch_dtype(self):
@@ -51,8 +52,9 @@ def detect_device(threads: int | None = None) -> Device:
     torch.set_num_threads(threads)  # torch's default can oversubscribe a shared machine
     from assistant.cpu import fast_bf16
 
-    return Device("cpu", "float32", batch_size=1, gradient_checkpointing=False, threads=threads,
-                  autocast_bf16=fast_bf16())
+    # One packed 1024-token row holds ~8 Q&A pairs, like trl's default batch of 8 rows.
+    return Device("cpu", "float32", batch_size=4, gradient_checkpointing=False, threads=threads,
+                  autocast_bf16=fast_bf16(), packed_batch_size=1)
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -187,7 +189,7 @@ def last_checkpoint(ckpt_dir: Path) -> Path | None:
 
 
 def training_args_kwargs(p, device: Device, ckpt_dir: Path, max_steps: int | None,
-                         progress: bool) -> dict[str, Any]:
+                         progress: bool, packed: bool = False) -> dict[str, Any]:
     """TrainingArguments shared by our SFTConfig / DPOConfig. Speed choices, each on purpose:
     no eval loop, no tqdm, logging every step (cheap, gives the live loss), checkpoints only as
     often as resumability needs, gradient checkpointing only where memory is short (CUDA)."""
@@ -197,7 +199,7 @@ def training_args_kwargs(p, device: Device, ckpt_dir: Path, max_steps: int | Non
     gc = device.gradient_checkpointing if p.gradient_checkpointing is None else p.gradient_checkpointing
     kw: dict[str, Any] = dict(
         output_dir=str(ckpt_dir), num_train_epochs=p.epochs, max_steps=steps,
-        per_device_train_batch_size=p.batch_size or device.batch_size,
+        per_device_train_batch_size=p.batch_size or (packed and device.packed_batch_size) or device.batch_size,
         gradient_accumulation_steps=p.grad_accum, learning_rate=p.lr, lr_scheduler_type=p.scheduler,
         warmup_steps=p.warmup_ratio, weight_decay=p.weight_decay, logging_steps=1, save_strategy="steps",
         save_steps=p.save_steps, save_total_limit=2, eval_strategy="no", report_to="none",

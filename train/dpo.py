@@ -25,16 +25,11 @@ from .common import (StageContext, quiet_trainer, detect_device, last_checkpoint
 from .recipe import DpoParams
 
 
-CPU_PAIRS_PER_STEP = 4  # DPO rows are not packed: a step of 1 (the CPU SFT default) is too noisy
-
-
 def dpo_config(p: DpoParams, ctx: StageContext):
     from trl import DPOConfig
 
-    kw = training_args_kwargs(p, ctx.device, ctx.ckpt_dir, ctx.max_steps, ctx.progress)
-    if p.batch_size is None and ctx.device.kind == "cpu":
-        kw["per_device_train_batch_size"] = CPU_PAIRS_PER_STEP
-    return DPOConfig(**kw, beta=p.beta, max_length=p.max_length, loss_type=[p.loss_type])
+    return DPOConfig(**training_args_kwargs(p, ctx.device, ctx.ckpt_dir, ctx.max_steps, ctx.progress),
+                     beta=p.beta, max_length=p.max_length, loss_type=[p.loss_type])
 
 
 def run_dpo(model_dir: Path, data_files: list[Path], p: DpoParams, ctx: StageContext) -> dict:

@@ -34,7 +34,7 @@ class TrainParams:
     epochs: float = 1.0
     max_steps: int | None = None  # caps the run; --max-steps / --quick lower it further
     lr: float = 2e-4
-    batch_size: int | None = None  # per device; None: 1 on CPU (a packed 1024-token row ~ 8 Q&A pairs), 16 on CUDA
+    batch_size: int | None = None  # per device; None: CPU 4 rows, or 1 packed 1024-token row (~8 Q&A pairs); CUDA 16
     grad_accum: int = 1
     max_length: int = 1024
     warmup_ratio: float = 0.03

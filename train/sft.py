@@ -17,7 +17,7 @@ does not work with SmolLM2's template). `{"messages": [...]}` rows are accepted 
 whole conversation).
 
 Speed: sequences are packed best-fit-decreasing and fed padding-free (trl's collator passes the
-example boundaries from the collator and train/attention.py runs attention per example, so packed
+example boundaries and train/attention.py runs attention per example, so packed
 examples never attend to each other and no work is spent on the cross-example blocks); no eval
 loop; gradient checkpointing only on CUDA; bf16 autocast on CPUs with AMX; the LM head scores
 only answer tokens. Output: <out>/model (merged, safetensors + tokenizer).
@@ -48,7 +48,8 @@ def split_holdout(rows: list[dict], fraction: float, seed: int) -> tuple[list[di
 def sft_config(p: SftParams, ctx: StageContext):
     from trl import SFTConfig
 
-    return SFTConfig(**training_args_kwargs(p, ctx.device, ctx.ckpt_dir, ctx.max_steps, ctx.progress),
+    return SFTConfig(**training_args_kwargs(p, ctx.device, ctx.ckpt_dir, ctx.max_steps, ctx.progress,
+                                            packed=p.packing),
                      max_length=p.max_length, packing=p.packing, packing_strategy="bfd",
                      completion_only_loss=None, dataset_num_proc=None)
 
