@@ -217,7 +217,7 @@ class Build:
     def stage_evaluate(self) -> dict:
         from .cli_eval import run_eval
         from .evaluate import measure_speed
-        from .llm import load_chat_model
+        from .llm import load_settings_model
         from .models import resolve_model
 
         names = [self.cfg.student, self.cfg.name]
@@ -233,8 +233,7 @@ class Build:
         out["retention"] = res["summary"]
         for name in names:
             gguf = resolve_model(name, self.settings)
-            model = load_chat_model(gguf, n_ctx=self.settings.n_ctx, n_threads=self.settings.n_threads,
-                                    seed=self.settings.seed)
+            model = load_settings_model(gguf, self.settings)
             out["models"][labels[name]] = {"gguf": gguf.name, "bytes": gguf.stat().st_size, **measure_speed(model)}
         return out
 

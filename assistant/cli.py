@@ -53,11 +53,11 @@ def settings_from_args(args) -> Settings:
 
 
 def open_model(settings: Settings, name: str | None = None):
-    from .llm import load_chat_model
+    from .llm import load_settings_model
     from .models import resolve_model
 
     path = resolve_model(name or settings.model, settings)
-    return load_chat_model(path, n_ctx=settings.n_ctx, n_threads=settings.n_threads, seed=settings.seed)
+    return load_settings_model(path, settings)
 
 
 # --- ask ---------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def run_eval(settings: Settings, mcq: str, model_names: list[str], modes: list[s
     """Evaluate models on an MCQ file (or "general"); write results; return meta + summary."""
     from .answer import MODES
     from .evaluate import evaluate, general_mcq_path, read_mcq, summarize
-    from .llm import load_chat_model
+    from .llm import load_settings_model
     from .models import model_label, resolve_model, sha256_file
     from .report import write_eval
 
@@ -49,8 +49,7 @@ def run_eval(settings: Settings, mcq: str, model_names: list[str], modes: list[s
     models = {}
     for name in model_names:
         gguf = resolve_model(name, settings)
-        models[labels.get(name, model_label(name))] = load_chat_model(
-            gguf, n_ctx=settings.n_ctx, n_threads=settings.n_threads, seed=settings.seed)
+        models[labels.get(name, model_label(name))] = load_settings_model(gguf, settings)
     total = len(items) * len(models) * len(modes)
     t0 = time.perf_counter()
     out_dir = Path(out_dir) if out_dir else settings.home / "eval" / f"{time.strftime('%Y%m%d-%H%M%S')}-{path.stem}"

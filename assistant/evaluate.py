@@ -30,9 +30,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .answer import SYSTEM_DRAFT, SYSTEM_RAG, Hit, fit_hits, rag_user_message
+from .answer import SYSTEM_DRAFT, SYSTEM_RAG, Hit, document_blocks, fit_hits, rag_user_message
 from .errors import OnboardError
 from .jsonl import iter_jsonl
+from .kv_blocks import Segment
 
 LETTERS = "ABCDEFGHIJ"
 METHODS = ("single", "calibrated", "cyclic")  # + "generate" when asked for
@@ -170,45 +171,36 @@ def format_question(question: str, options: Sequence[str]) -> str:
 # --- scoring -----------------------------------------------------------------------------
 class LetterScorer:
     """Next-token log-probabilities of option letters through llama.cpp, reusing the KV cache
-    for the shared prompt prefix (system, documents, question) across option orders."""
+    for the shared prompt prefix (system, documents, question) across option orders, and the
+    documents' KV blocks across questions when the model has document KV reuse on."""
 
     def __init__(self, model):
         self.model, llm = model, model.llm
         self.n_vocab = llm.n_vocab()
-        template = llm.metadata.get("tokenizer.chat_template")
-        self._formatter = None
-        if template:
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-            tok = lambda i: llm._model.token_get_text(i) if i >= 0 else ""  # noqa: E731
-            self._formatter = Jinja2ChatFormatter(template=template, eos_token=tok(llm.token_eos()),
-                                                  bos_token=tok(llm.token_bos()))
         self.letter_ids = []
         for letter in LETTERS:
             ids = {llm.tokenize(v.encode(), add_bos=False, special=False)[0] for v in (letter, " " + letter)}
             self.letter_ids.append(sorted(ids))
 
-    def tokens(self, messages: list[dict]) -> list[int]:
+    def prompt(self, messages: list[dict], blocks: Sequence[str] = ()) -> tuple[list[Segment], list[int]]:
+        """(segments, canonical prefix) as kv_blocks.BlockPrefill takes them."""
         llm = self.model.llm
-        if self._formatter is None:  # base model without a template: plain transcript
+        if self.model.formatter is None:  # base model without a template: plain transcript
             text = "\n\n".join(m["content"] for m in messages) + "\n\nAnswer:"
-            return llm.tokenize(text.encode(), add_bos=True, special=False)
-        r = self._formatter(messages=messages)
-        return llm.tokenize(r.prompt.encode(), add_bos=not r.added_special, special=True)
+            return [Segment(llm.tokenize(text.encode(), add_bos=True, special=False))], []
+        return self.model.prompt_segments(messages, blocks if self.model.blocks.enabled else ())
 
-    def letter_logprobs(self, tokens: list[int], n_options: int) -> tuple[np.ndarray, float]:
+    def tokens(self, messages: list[dict]) -> list[int]:
+        return [t for s in self.prompt(messages)[0] for t in s.tokens]
+
+    def letter_logprobs(self, prompt: tuple[list[Segment], list[int]], n_options: int
+                        ) -> tuple[np.ndarray, float]:
         """(log-probs over the first n letters, renormalised; total probability on letters)."""
         import llama_cpp
 
         llm = self.model.llm
         with self.model.lock:
-            cached = np.asarray(llm.input_ids[: llm.n_tokens])
-            new = np.asarray(tokens)
-            n = min(len(cached), len(new) - 1)
-            same = np.flatnonzero(cached[:n] != new[:n])
-            keep = int(same[0]) if same.size else n
-            llm.n_tokens = keep  # llm.eval drops the KV cache from here on
-            llm.eval(tokens[keep:])
+            self.model.blocks.prefill(*prompt)
             ptr = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
             logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float64)
         top = logits.max()
@@ -279,7 +271,8 @@ def score_item(scorer: LetterScorer, item: MCQItem, mode: str, ctx: Context, ord
     single_lp, mass = None, 0.0
     for rot in rotations(order):
         if rot not in memo:
-            memo[rot] = scorer.letter_logprobs(scorer.tokens(_messages(item, rot, mode, ctx.kept)), n)
+            memo[rot] = scorer.letter_logprobs(
+                scorer.prompt(_messages(item, rot, mode, ctx.kept), document_blocks(ctx.kept)), n)
         lp, m = memo[rot]
         per_option[list(rot)] += lp  # lp[j] belongs to option rot[j]
         if single_lp is None:

@@ -350,6 +350,17 @@ class DocIndex:
             raise OnboardError(f"--k must be at least 1 (got {k})")
         return self.search_vector(self.embed_query(query), k)
 
+    def all_hits(self, page: int = 500):
+        """Every chunk of the index as a Hit (score 0), in pages."""
+        from .answer import Hit
+
+        for offset in range(0, self.count(), page):
+            res = self.collection.get(include=["documents", "metadatas"], limit=page, offset=offset)
+            for cid, doc, meta in zip(res["ids"], res["documents"], res["metadatas"]):
+                meta = meta or {}
+                yield Hit(path=str(meta.get("path", "")), heading=str(meta.get("heading", "")), text=doc or "",
+                          chunk_id=cid, position=int(meta.get("position", 0)))
+
     def search_vector(self, vector, k: int):
         from .answer import Hit
 

@@ -40,6 +40,9 @@ class Settings:
     chunk_tokens: int = 300
     chunk_overlap: int = 30
     top_k: int = 4
+    # Document KV reuse (assistant/kv_blocks.py): disk budget for stored document blocks under
+    # cache/kv; 0 turns reuse off (every prompt reads its documents again).
+    kv_cache_mb: int = 2048
 
     # --- derived locations -------------------------------------------------------------
     @property

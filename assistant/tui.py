@@ -179,13 +179,12 @@ class ChatApp(App):
     def get_model(self):
         with self._model_lock:
             if self._model is None or self._model_key != self.model_name:
-                from .llm import load_chat_model
+                from .llm import load_settings_model
                 from .models import resolve_model
 
                 name = self.model_name
                 path = resolve_model(name, self.settings)
-                self._model = load_chat_model(path, n_ctx=self.settings.n_ctx,
-                                              n_threads=self.settings.n_threads, seed=self.settings.seed)
+                self._model = load_settings_model(path, self.settings)
                 self._model_key = name
             return self._model
 

@@ -97,7 +97,7 @@ def test_letter_scores_match_a_fresh_evaluation(smollm):
 
     scorer = LetterScorer(smollm)
     item = MCQItem("x", "Which planet is known as the Red Planet?", ["Venus", "Mars", "Jupiter", "Mercury"], 1)
-    toks = [scorer.tokens(_messages(item, order, "plain", [])) for order in rotations((0, 1, 2, 3))[:2]]
+    toks = [scorer.prompt(_messages(item, order, "plain", [])) for order in rotations((0, 1, 2, 3))[:2]]
     reused = [scorer.letter_logprobs(t, 4)[0] for t in toks]
     fresh = []
     for t in toks:

@@ -61,7 +61,7 @@ def test_synthesize_real_teacher_writes_trl_datasets_and_card(nitro_docs, tmp_pa
     with_ctx = [r for r in sft if "<document" in r["prompt"][1]["content"]]
     assert len(with_ctx) == kept
     for row in with_ctx:  # oracle + 2 distractors, answer cites the oracle (p_oracle=1)
-        assert row["prompt"][1]["content"].count("<document id=") == 3
+        assert row["prompt"][1]["content"].count("<document source=") == 3
         assert row["completion"][0]["content"].rstrip().endswith(("[1]", "[2]", "[3]"))
     if (out / "dpo.jsonl").exists():
         for row in read_jsonl(out / "dpo.jsonl"):
