@@ -71,12 +71,15 @@ class BlockStore:
     def __init__(self, memory_mb: int = 512, disk_dir: Path | None = None, disk_mb: int = 0):
         self.memory_bytes = memory_mb * 2**20
         self.disk_dir, self.disk_bytes = disk_dir, disk_mb * 2**20
+        self._disk_used: int | None = None
         self._mem: OrderedDict[str, bytes] = OrderedDict()
         self._mem_size = 0
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
     def attach_disk(self, disk_dir: Path, disk_mb: int) -> None:
+        if self.disk_dir != Path(disk_dir):
+            self._disk_used = None
         self.disk_dir, self.disk_bytes = Path(disk_dir), disk_mb * 2**20
 
     def _path(self, key: str) -> Path | None:
@@ -113,7 +116,7 @@ class BlockStore:
             tmp = path.with_suffix(f".tmp{os.getpid()}")
             tmp.write_bytes(data)
             os.replace(tmp, path)  # atomic: a killed writer never leaves a torn state behind
-            self._trim_disk()
+            self._trim_disk(len(data))
         except OSError:
             pass  # a cache that cannot write is only slower
 
@@ -128,15 +131,24 @@ class BlockStore:
                 _, old = self._mem.popitem(last=False)
                 self._mem_size -= len(old)
 
-    def _trim_disk(self) -> None:
-        files = [(p.stat().st_mtime, p.stat().st_size, p) for p in self.disk_dir.glob("*/*.kv")]
+    def _trim_disk(self, added: int) -> None:
+        """Drop the least recently used files once the directory is over its budget. The size is
+        summed once and then kept up to date, so storing a whole index stays linear."""
+        if self._disk_used is None:
+            self._disk_used = sum(p.stat().st_size for p in self.disk_dir.glob("*/*.kv"))
+        else:
+            self._disk_used += added
+        if self._disk_used <= self.disk_bytes:
+            return
+        files = sorted((p.stat().st_mtime, p.stat().st_size, p) for p in self.disk_dir.glob("*/*.kv"))
         total = sum(size for _, size, _ in files)
-        for _, size, path in sorted(files):
+        for _, size, path in files:
             if total <= self.disk_bytes:
                 break
             with contextlib.suppress(OSError):
                 path.unlink()
                 total -= size
+        self._disk_used = total
 
 
 class BlockPrefill:

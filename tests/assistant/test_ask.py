@@ -7,7 +7,7 @@ import pytest
 
 
 def test_ask_json_paris(run_cli):
-    code, out, err = run_cli("ask", "--json", "--max-tokens", "48", "--temperature", "0", "What is the capital of France?")
+    code, out, err = run_cli("ask", "--json", "--max-tokens", "48", "--temperature", "0", "What is the capital city of France?")
     assert code == 0, err
     data = json.loads(out)
     assert "paris" in data["answer"].lower()

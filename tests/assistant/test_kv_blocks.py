@@ -128,3 +128,26 @@ def test_reuse_off_reads_every_prompt(smollm_gguf):
     job = AnswerJob("Which port?", model, mode="rag", retriever=_FixedRetriever(DOCS), k=2, max_tokens=8)
     assert job.run().answer
     assert model.blocks.spliced == model.blocks.encoded == 0
+
+
+def test_cli_index_precompute_kv_fills_the_disk_store(run_cli, tmp_path, onboard_home):
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    (corpus / "server.md").write_text("# Server\n\nStart it with `nitro --port 3928`.\n\n## Stop\n\n"
+                                      "Send SIGTERM or call /processmanager/destroy.\n", encoding="utf-8")
+    code, out, err = run_cli("index", str(corpus), "--index", "tiny", "--precompute-kv")
+    assert code == 0, err
+    stored = list((onboard_home / "cache" / "kv").glob("*/*.kv"))
+    assert "KV blocks for" in err and "2 chunks (2 new)" in err and len(stored) >= 2  # a file per chunk
+    code, out, err = run_cli("index", str(corpus), "--index", "tiny", "--precompute-kv")
+    assert code == 0 and "(0 new)" in err  # already stored: nothing encoded again
+    assert sorted(onboard_home.glob("cache/kv/*/*.kv")) == sorted(stored)
+
+
+def test_cli_precompute_kv_refuses_when_reuse_is_off(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("ONBOARD_KV_CACHE_MB", "0")
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    (corpus / "a.md").write_text("# A\n\nSome text.\n", encoding="utf-8")
+    code, out, err = run_cli("index", str(corpus), "--index", "off", "--precompute-kv")
+    assert code != 0 and "kv_cache_mb = 0" in err and "Traceback" not in err
