@@ -352,26 +352,26 @@ class DocIndex:
 
     def all_hits(self, page: int = 500):
         """Every chunk of the index as a Hit (score 0), in pages."""
-        from .answer import Hit
-
         for offset in range(0, self.count(), page):
             res = self.collection.get(include=["documents", "metadatas"], limit=page, offset=offset)
             for cid, doc, meta in zip(res["ids"], res["documents"], res["metadatas"]):
-                meta = meta or {}
-                yield Hit(path=str(meta.get("path", "")), heading=str(meta.get("heading", "")), text=doc or "",
-                          chunk_id=cid, position=int(meta.get("position", 0)))
+                yield _hit(cid, doc, meta)
 
     def search_vector(self, vector, k: int):
-        from .answer import Hit
-
         res = self.collection.query(query_embeddings=[vector], n_results=k,
                                     include=["documents", "metadatas", "distances"])
-        hits = []
-        for cid, doc, meta, dist in zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0]):
-            meta = meta or {}
-            hits.append(Hit(path=str(meta.get("path", "")), heading=str(meta.get("heading", "")), text=doc or "",
-                            score=round(1.0 - float(dist), 4), chunk_id=cid, position=int(meta.get("position", 0))))
-        return hits
+        return [_hit(cid, doc, meta, score=round(1.0 - float(dist), 4))
+                for cid, doc, meta, dist in zip(res["ids"][0], res["documents"][0], res["metadatas"][0],
+                                                res["distances"][0])]
+
+
+def _hit(chunk_id: str, text: str | None, meta: dict | None, score: float = 0.0):
+    """A stored chunk as answer.Hit."""
+    from .answer import Hit
+
+    meta = meta or {}
+    return Hit(path=str(meta.get("path", "")), heading=str(meta.get("heading", "")), text=text or "",
+               score=score, chunk_id=chunk_id, position=int(meta.get("position", 0)))
 
 
 def _missing_index_error(name: str) -> OnboardError:

@@ -63,14 +63,8 @@ INJECTION = (
 
 
 def _rendered_ids(model, messages):
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-    llm = model.llm
-    fmt = Jinja2ChatFormatter(template=llm.metadata["tokenizer.chat_template"],
-                              eos_token=llm._model.token_get_text(llm.token_eos()),
-                              bos_token=llm._model.token_get_text(llm.token_bos()))
-    prompt = fmt(messages=messages).prompt
-    return llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+    prompt, _ = model.render(messages)
+    return model.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
 
 @pytest.fixture
