@@ -151,3 +151,17 @@ def test_cli_precompute_kv_refuses_when_reuse_is_off(run_cli, tmp_path, monkeypa
     (corpus / "a.md").write_text("# A\n\nSome text.\n", encoding="utf-8")
     code, out, err = run_cli("index", str(corpus), "--index", "off", "--precompute-kv")
     assert code != 0 and "kv_cache_mb = 0" in err and "Traceback" not in err
+
+
+def test_mcq_scoring_in_rag_mode_reuses_blocks(reuse_model):
+    """`onboard eval` scores rag prompts through the same prefill: blocks stored for one item
+    are spliced for the next one that retrieves them, here in another order."""
+    from assistant.evaluate import MCQItem, evaluate
+
+    a = MCQItem("a", "Which port does the server use by default?", ["80", "3928", "8080", "443"], 1)
+    b = MCQItem("b", "How do I enable continuous batching?", ["cont_batching true", "ngl 0", "--host", "ctx_len"], 0)
+    rows = evaluate([a], {"m": reuse_model}, ["rag"], runs=1, retriever=_FixedRetriever(DOCS), k=3)
+    hits_before = reuse_model.blocks.store.hits
+    rows += evaluate([b], {"m": reuse_model}, ["rag"], runs=1, retriever=_FixedRetriever(DOCS[::-1]), k=3)
+    assert [r["id"] for r in rows] == ["a", "b"] and all(r["kept"] == 3 and "pred_single" in r for r in rows)
+    assert reuse_model.blocks.store.hits - hits_before == 3  # b's three blocks came from the store
