@@ -7,10 +7,11 @@ keys and values are computed once and reused (the parallel context encoding of T
 Block-Attention):
 
 - a document *block* is encoded once after a fixed *canonical prefix* (system prompt + start of
-  the documents list, as the prompt has it with no chat history), in a scratch sequence, and
-  stored as a llama.cpp sequence state (memory LRU, optionally on disk);
-- a later prompt splices the stored block in at whatever position it lands: llama.cpp shifts its
-  rotary positions (llama_memory_seq_add) and shares the cells with the main sequence;
+  the documents list, as the prompt has it with no chat history), with the prompt set aside,
+  and stored as a llama.cpp sequence state (memory LRU, optionally on disk);
+- a later prompt loads the stored block into a scratch sequence, llama.cpp shifts its rotary
+  positions (llama_memory_seq_add) to where it lands, and its cells are shared with the main
+  sequence;
 - documents follow each other with nothing in between (answer.document_blocks), so they are
   spliced in one run and one decode reads the rest — the question and the template's turn
   markers — attending to all of it: only document-to-document attention is approximated.
@@ -29,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .models import atomic_write_bytes
+
 SCRATCH_SEQ = 1  # a stored block is loaded here, then shifted and shared into sequence 0
 
 
@@ -45,8 +48,8 @@ def two_sequence_context():
     """Make llama_cpp.Llama create a context with two sequences over one unified KV buffer.
 
     Llama() exposes neither n_seq_max nor kv_unified (it sets them only for embeddings), and a
-    block is encoded in a second sequence that shares cells with the first, which needs a
-    unified cache. Scoped to the constructor call.
+    stored block is loaded into a second sequence whose cells are then shared with the first,
+    which needs a unified cache. Scoped to the constructor call.
     """
     import llama_cpp.llama_cpp as lib
 
@@ -112,10 +115,7 @@ class BlockStore:
         if path is None:
             return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)  # atomic: a killed writer never leaves a torn state behind
+            atomic_write_bytes(path, data)  # a killed writer never leaves a torn state behind
             self._trim_disk(len(data))
         except OSError:
             pass  # a cache that cannot write is only slower
