@@ -80,12 +80,15 @@ import sys, assistant.index as ix
 from pathlib import Path
 from assistant.settings import Settings
 ix.WRITE_BATCH = 4
-orig = ix.embed_texts
-def slow(texts, **kw):
-    out = orig(texts, **kw)
-    print("BATCH", flush=True)
-    return out
-ix.embed_texts = slow
+orig = ix._chunk_embedder
+def chunk_embedder(settings, progress):
+    embed = orig(settings, progress)
+    def reporting(texts):
+        out = embed(texts)
+        print("BATCH", flush=True)
+        return out
+    return reporting
+ix._chunk_embedder = chunk_embedder
 ix.index_path(Settings(home=Path(sys.argv[1]), n_threads=1), Path(sys.argv[2]), name="killed", progress=False)
 print("DONE", flush=True)
 """
