@@ -14,7 +14,7 @@ bf16 batches are faster (assistant/cpu.py) and index.py keeps them for chunks. i
 faster still but moves vectors too far (cosine 0.95-0.99), so it is not used.
 
 The export (~10 s, once per model/runtime version) writes
-$ONBOARD_HOME/models/embedder/<model>-<versions>.onnx atomically, during `onboard index` or at
+$ONBOARD_HOME/cache/embedder/<model>-<versions>.onnx atomically, during `onboard index` or at
 the first search. Loading it needs only `tokenizers` and `onnxruntime`, so a search process that
 finds the file never loads PyTorch. Anything missing or failing falls back to the PyTorch path
 with one warning.
@@ -51,7 +51,7 @@ def onnx_filename() -> str:
 
 
 def onnx_path(settings: Settings) -> Path:
-    return settings.models_dir / "embedder" / onnx_filename()
+    return settings.cache_dir / "embedder" / onnx_filename()
 
 
 class OnnxEmbedder:
@@ -149,11 +149,24 @@ def export_onnx_embedder(dst: Path) -> Path:
     return dst
 
 
+def _load_or_export(path: Path, export: bool) -> OnnxEmbedder:
+    """Load the exported graph; a missing one is exported, a damaged one exported again."""
+    from .index import EMBED_MAX_SEQ
+
+    tokenizer_json = _model_dir() / "tokenizer.json"
+    if path.is_file():
+        try:
+            return OnnxEmbedder(path, tokenizer_json, EMBED_MAX_SEQ)
+        except Exception:  # noqa: BLE001 - damaged (or from a foreign build): replace it below
+            if not export:
+                raise
+    export_onnx_embedder(path)
+    return OnnxEmbedder(path, tokenizer_json, EMBED_MAX_SEQ)
+
+
 def get_onnx_embedder(settings: Settings, export: bool = True) -> OnnxEmbedder | None:
     """The process's ONNX embedder: loaded from ONBOARD_HOME, exported there when missing
     (unless export=False), or None where it cannot be had (the caller falls back to PyTorch)."""
-    from .index import EMBED_MAX_SEQ
-
     with _LOCK:
         try:
             name = onnx_filename()
@@ -163,13 +176,11 @@ def get_onnx_embedder(settings: Settings, export: bool = True) -> OnnxEmbedder |
             return _LOADED[name]
         if name in _FAILED:
             return None
-        path = settings.models_dir / "embedder" / name
+        path = onnx_path(settings)
+        if not path.is_file() and not export:
+            return None
         try:
-            if not path.is_file():
-                if not export:
-                    return None
-                export_onnx_embedder(path)
-            enc = OnnxEmbedder(path, _model_dir() / "tokenizer.json", EMBED_MAX_SEQ)
+            enc = _load_or_export(path, export)
         except Exception as exc:  # noqa: BLE001 - any failure means: use the PyTorch path
             _FAILED.add(name)
             print(f"onboard: ONNX embedder unavailable ({type(exc).__name__}: {str(exc)[:160]}); "

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from assistant import onnx_embedder as qe
+from assistant import onnx_embedder as oe
 from assistant.index import DocIndex, embed_query, embed_texts, open_retriever
 from assistant.settings import load_settings
 
@@ -17,15 +17,15 @@ TEXTS = ["How do I install it?", "nitro", "enable continuous batching with 4 par
 @pytest.fixture
 def fresh_encoders(monkeypatch):
     """Forget encoders this process already loaded, so the test exports/loads for real."""
-    monkeypatch.setattr(qe, "_LOADED", {})
-    monkeypatch.setattr(qe, "_FAILED", set())
+    monkeypatch.setattr(oe, "_LOADED", {})
+    monkeypatch.setattr(oe, "_FAILED", set())
 
 
 def test_export_matches_pytorch_and_lands_atomically(onboard_home, fresh_encoders):
     settings = load_settings()
-    enc = qe.get_onnx_embedder(settings)
+    enc = oe.get_onnx_embedder(settings)
     assert enc is not None
-    path = qe.onnx_path(settings)
+    path = oe.onnx_path(settings)
     assert enc.path == path and path.is_file()
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left behind
     for text in TEXTS:
@@ -36,9 +36,9 @@ def test_export_matches_pytorch_and_lands_atomically(onboard_home, fresh_encoder
     many, ref_many = enc.encode_many(TEXTS), embed_texts(TEXTS)
     assert many.shape == ref_many.shape and float((many * ref_many).sum(1).min()) > 0.9999
     # a second process-level load reads the file instead of exporting again
-    qe._LOADED.clear()
+    oe._LOADED.clear()
     mtime = path.stat().st_mtime_ns
-    assert qe.get_onnx_embedder(settings, export=False) is not None and path.stat().st_mtime_ns == mtime
+    assert oe.get_onnx_embedder(settings, export=False) is not None and path.stat().st_mtime_ns == mtime
 
 
 def test_search_ranks_as_pytorch_does(nitro_settings, nitro_mcq):
@@ -54,19 +54,32 @@ def test_search_ranks_as_pytorch_does(nitro_settings, nitro_mcq):
         assert fast[:3] == ref[:3] and set(fast) == set(ref), q
 
 
-def test_broken_encoder_file_falls_back_to_pytorch(nitro_settings, fresh_encoders, capsys, tmp_path):
+def _copy_nitro_home(nitro_settings, tmp_path):
     import shutil
 
-    home = tmp_path / "home"
-    shutil.copytree(nitro_settings.home / "indexes", home / "indexes")
-    settings = load_settings(home=home, n_threads=2)
-    bad = qe.onnx_path(settings)
-    bad.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(nitro_settings.home / "indexes", tmp_path / "home" / "indexes")
+    return load_settings(home=tmp_path / "home", n_threads=2)
+
+
+def test_damaged_graph_is_exported_again(nitro_settings, fresh_encoders, tmp_path):
+    settings = _copy_nitro_home(nitro_settings, tmp_path)
+    bad = oe.onnx_path(settings)
+    bad.parent.mkdir(parents=True)
     bad.write_bytes(b"not an onnx graph")
     idx = open_retriever(settings, "nitro")
+    assert bad.stat().st_size > 10_000_000  # replaced by a real export
+    q = "How do I load a GGUF model with llama_model_path?"
+    assert [h.chunk_id for h in idx.search(q, 3)] == [h.chunk_id for h in idx.search_vector(embed_query(q), 3)]
+
+
+def test_unwritable_cache_falls_back_to_pytorch(nitro_settings, fresh_encoders, capsys, tmp_path):
+    settings = _copy_nitro_home(nitro_settings, tmp_path)
+    settings.cache_dir.mkdir(parents=True)
+    (settings.cache_dir / "embedder").write_text("a file where the export folder should be")
+    idx = open_retriever(settings, "nitro")
     assert "ONNX embedder unavailable" in capsys.readouterr().err
-    assert isinstance(idx, DocIndex)
-    hits = idx.search("How do I load a GGUF model with llama_model_path?", 3)
+    assert isinstance(idx, DocIndex) and oe.get_onnx_embedder(settings) is None
+    q = "How do I load a GGUF model with llama_model_path?"
+    hits = idx.search(q, 3)
     assert len(hits) == 3
-    assert [h.chunk_id for h in hits] == [h.chunk_id for h in idx.search_vector(
-        embed_query("How do I load a GGUF model with llama_model_path?"), 3)]
+    assert [h.chunk_id for h in hits] == [h.chunk_id for h in idx.search_vector(embed_query(q), 3)]
