@@ -26,6 +26,7 @@ import os
 import sys
 import tempfile
 import threading
+import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -123,12 +124,12 @@ def export_onnx_embedder(dst: Path) -> Path:
                              token_type_ids=token_type_ids).last_hidden_state
 
     names = ["input_ids", "attention_mask", "token_type_ids"]
+    # Traced on one unpadded sequence: the graph is only ever fed single, unpadded sequences
+    # (OnnxEmbedder never pads), so mask branches the trace may fix are never taken otherwise.
     example = torch.ones(1, 8, dtype=torch.long)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".export-") as tmp:
         raw, fused = Path(tmp) / "raw.onnx", Path(tmp) / "fused.onnx"
-        import warnings
-
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")  # TracerWarnings about Python branches on shapes
             torch.onnx.export(LastHidden(), (example, example, torch.zeros_like(example)), str(raw),
