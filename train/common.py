@@ -297,3 +297,29 @@ class StageContext:
     @property
     def ckpt_dir(self) -> Path:
         return self.out_dir / "checkpoints"
+
+
+def stage_parser(description: str, data_kind: str, lr: float):
+    """The options every training stage script shares (see train/sft.py, train/dpo.py main)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--model", required=True, help="registry name, .gguf or HF folder")
+    ap.add_argument("--data", required=True, nargs="+", type=Path, help=f"{data_kind}.jsonl file(s)")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--max-steps", type=int)
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--lr", type=float, default=lr)
+    return ap
+
+
+def stage_inputs(args) -> tuple[Path, StageContext]:
+    """(base model folder, stage context) for a stage script's parsed stage_parser arguments."""
+    from assistant.settings import load_settings
+
+    from .base import hf_model_dir
+
+    settings = load_settings()
+    args.out.mkdir(parents=True, exist_ok=True)
+    ctx = StageContext(out_dir=args.out, device=detect_device(), max_steps=args.max_steps, settings=settings)
+    return hf_model_dir(args.model, settings), ctx

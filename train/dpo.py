@@ -19,9 +19,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .common import (StageContext, quiet_trainer, detect_device, last_checkpoint, load_model, load_rows,
-                     lora_config, make_progress_callback, save_merged, train_metrics,
-                     training_args_kwargs)
+from .common import (StageContext, last_checkpoint, load_model, load_rows, lora_config,
+                     make_progress_callback, quiet_trainer, save_merged, stage_inputs, stage_parser,
+                     train_metrics, training_args_kwargs)
 from .recipe import DpoParams
 
 
@@ -57,27 +57,13 @@ def run_dpo(model_dir: Path, data_files: list[Path], p: DpoParams, ctx: StageCon
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(description="DPO stage (trl DPOTrainer, LoRA)")
-    ap.add_argument("--model", required=True, help="registry name, .gguf or HF folder")
-    ap.add_argument("--data", required=True, nargs="+", type=Path, help="dpo.jsonl file(s)")
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--max-steps", type=int)
-    ap.add_argument("--epochs", type=float, default=1.0)
+    ap = stage_parser("DPO stage (trl DPOTrainer, LoRA)", "dpo", lr=5e-5)
     ap.add_argument("--beta", type=float, default=0.1)
-    ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--no-lora", action="store_true", help="full fine-tuning (loads a reference copy)")
     args = ap.parse_args(argv)
-    from assistant.settings import load_settings
-
-    from .base import hf_model_dir
-
-    settings = load_settings()
+    model_dir, ctx = stage_inputs(args)
     p = DpoParams(epochs=args.epochs, beta=args.beta, lr=args.lr, lora=not args.no_lora)
-    args.out.mkdir(parents=True, exist_ok=True)
-    ctx = StageContext(out_dir=args.out, device=detect_device(), max_steps=args.max_steps, settings=settings)
-    metrics = run_dpo(hf_model_dir(args.model, settings), args.data, p, ctx)
+    metrics = run_dpo(model_dir, args.data, p, ctx)
     print(f"saved {ctx.model_dir}  loss {metrics['first_loss']} -> {metrics['final_loss']}")
     return 0
 

@@ -29,9 +29,9 @@ import random
 import time
 from pathlib import Path
 
-from .common import (StageContext, quiet_trainer, detect_device, last_checkpoint, load_model, load_rows,
-                     lora_config, make_progress_callback, save_merged, train_metrics,
-                     training_args_kwargs)
+from .common import (StageContext, last_checkpoint, load_model, load_rows, lora_config,
+                     make_progress_callback, quiet_trainer, save_merged, stage_inputs, stage_parser,
+                     train_metrics, training_args_kwargs)
 from .recipe import SftParams
 
 
@@ -107,29 +107,15 @@ def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageCon
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(description="LoRA SFT stage (trl SFTTrainer + peft)")
-    ap.add_argument("--model", required=True, help="registry name, .gguf or HF folder")
-    ap.add_argument("--data", required=True, nargs="+", type=Path, help="sft.jsonl file(s)")
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--max-steps", type=int)
-    ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--lr", type=float, default=2e-4)
+    ap = stage_parser("LoRA SFT stage (trl SFTTrainer + peft)", "sft", lr=2e-4)
     ap.add_argument("--lora-r", type=int, default=256)
     ap.add_argument("--lora-alpha", type=int, default=512)
     ap.add_argument("--batch-size", type=int)
     args = ap.parse_args(argv)
-    from assistant.settings import load_settings
-
-    from .base import hf_model_dir
-
-    settings = load_settings()
+    model_dir, ctx = stage_inputs(args)
     p = SftParams(epochs=args.epochs, lr=args.lr, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
                   batch_size=args.batch_size)
-    args.out.mkdir(parents=True, exist_ok=True)
-    ctx = StageContext(out_dir=args.out, device=detect_device(), max_steps=args.max_steps, settings=settings)
-    metrics = run_sft(hf_model_dir(args.model, settings), args.data, p, ctx)
+    metrics = run_sft(model_dir, args.data, p, ctx)
     print(f"saved {ctx.model_dir}  loss {metrics['first_loss']} -> {metrics['final_loss']}  "
           f"{metrics['tokens_per_s']} tokens/s")
     return 0

@@ -105,3 +105,15 @@ def test_merge_sweep_uses_pluggable_scorer(tiny_llama_dir, tmp_path):
     m = run_merge_stage(tiny_llama_dir, other, MergeParams(sweep=[0.2, 0.5, 0.9]), ctx, scorer=prefer_half)
     assert seen == [0.2, 0.5, 0.9] and m["t"] == 0.5 and [c["t"] for c in m["sweep"]] == seen
     assert (ctx.model_dir / "config.json").is_file() and not (ctx.out_dir / "sweep").exists()
+
+
+@pytest.mark.parametrize("stage", ["sft", "dpo"])
+def test_stage_script_runs_from_its_command_line(stage, tiny_llama_dir, tiny_data, tmp_path, capsys):
+    import importlib
+
+    main = importlib.import_module(f"train.{stage}").main
+    out = tmp_path / stage
+    assert main(["--model", str(tiny_llama_dir), "--data", str(tiny_data / f"{stage}.jsonl"),
+                 "--out", str(out), "--max-steps", "1"]) == 0
+    assert (out / "model" / "model.safetensors").is_file()
+    assert f"saved {out / 'model'}  loss " in capsys.readouterr().out
