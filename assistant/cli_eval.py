@@ -53,10 +53,12 @@ def run_eval(settings: Settings, mcq: str, model_names: list[str], modes: list[s
     total = len(items) * len(models) * len(modes)
     t0 = time.perf_counter()
     out_dir = Path(out_dir) if out_dir else settings.home / "eval" / f"{time.strftime('%Y%m%d-%H%M%S')}-{path.stem}"
-    checkpoint = Checkpoint(out_dir / "rows.partial.jsonl", {
-        "mcq": sha256_file(path), "models": {m: str(resolve_model(n, settings)) for n, m in zip(model_names, models)},
-        "modes": modes, "runs": runs, "seed": settings.seed, "k": k or settings.top_k, "n_ctx": settings.n_ctx,
-        "index": index or settings.index if retriever else None, "generate": generate})
+    # Rows depend on these settings; the mode and model lists are not among them, so a rerun that
+    # adds a mode or a model to a finished or interrupted evaluation only runs what is new.
+    checkpoint = Checkpoint(out_dir / CHECKPOINT_NAME, {
+        "mcq": sha256_file(path), "runs": runs, "seed": settings.seed, "k": k or settings.top_k,
+        "n_ctx": settings.n_ctx, "index": index or settings.index, "generate": generate},
+        models={m: str(resolve_model(n, settings)) for n, m in zip(model_names, models)})
     kw = dict(runs=runs, seed=settings.seed, retriever=retriever, k=k or settings.top_k, generate=generate,
               done=checkpoint.done, on_item=checkpoint.append)
     if progress and sys.stderr.isatty():
@@ -81,17 +83,25 @@ def run_eval(settings: Settings, mcq: str, model_names: list[str], modes: list[s
             "index": index or settings.index if retriever else None, "n_ctx": settings.n_ctx,
             "seed": settings.seed, "seconds": round(time.perf_counter() - t0, 1), "command": command}
     files = write_eval(out_dir, rows, summary, meta)
-    checkpoint.path.unlink(missing_ok=True)
     return {"meta": meta, "summary": summary, "files": files}
 
 
-class Checkpoint:
-    """Rows of finished items, appended (fsync'ed) as they finish, so an interrupted evaluation
-    rerun with the same --out resumes; a first line holds the settings they are valid for."""
+CHECKPOINT_NAME = "rows.checkpoint.jsonl"
 
-    def __init__(self, path: Path, config: dict):
-        self.path, self.done = path, {}
+
+class Checkpoint:
+    """Rows of finished items, appended (fsync'ed) as they finish and kept after the evaluation,
+    so a rerun with the same --out resumes an interrupted one or extends a finished one. The first
+    line holds the settings the rows are valid for; each row also records its model file, so a
+    model label that now names another file is scored again. Rows written under other settings
+    are moved aside to rows.checkpoint.stale.jsonl, never silently deleted."""
+
+    MODEL_FILE = "_model_file"
+
+    def __init__(self, path: Path, config: dict, models: dict[str, str] | None = None):
+        self.path, self.models = path, dict(models or {})
         header = json.dumps({"config": config}, sort_keys=True)
+        groups: dict[tuple, list[dict]] = {}
         if path.is_file():
             lines = path.read_text(encoding="utf-8").splitlines()
             if lines and lines[0] == header:
@@ -100,18 +110,24 @@ class Checkpoint:
                         row = json.loads(line)
                     except ValueError:  # a line cut by a kill: that item is redone
                         continue
-                    self.done.setdefault((row["model"], row["mode"], row["id"]), []).append(row)
-                runs = config["runs"]
-                self.done = {key: rows for key, rows in self.done.items() if len(rows) == runs}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:  # rewrite: header + complete items only
-            f.write(header + "\n")
-            for rows in self.done.values():
-                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+                    groups.setdefault((row["model"], row["mode"], row["id"]), []).append(row)
+            elif len(lines) > 1:
+                os.replace(path, path.with_name(path.name.replace(".jsonl", ".stale.jsonl")))
+        runs = config.get("runs")
+        kept = {key: rows for key, rows in groups.items()  # complete items of still-valid model files
+                if len(rows) == runs and (key[0] not in self.models
+                                          or rows[0].get(self.MODEL_FILE) == self.models[key[0]])}
+        self.done = {key: [{k: v for k, v in r.items() if k != self.MODEL_FILE} for r in rows]
+                     for key, rows in kept.items() if rows[0].get(self.MODEL_FILE) == self.models.get(key[0])}
+        from .models import atomic_write_text
+
+        atomic_write_text(path, "".join([header + "\n"] + [json.dumps(r, ensure_ascii=False) + "\n"
+                                                         for rows in kept.values() for r in rows]))
 
     def append(self, rows: list[dict]) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            f.writelines(json.dumps({**r, self.MODEL_FILE: self.models.get(r["model"])}, ensure_ascii=False) + "\n"
+                         for r in rows)
             f.flush()
             os.fsync(f.fileno())
 

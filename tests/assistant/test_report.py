@@ -94,17 +94,40 @@ def test_cli_eval_bad_input(run_cli, argv, msg):
 def test_eval_checkpoint_resumes_only_matching_complete_items(tmp_path):
     from assistant.cli_eval import Checkpoint
 
-    path = tmp_path / "rows.partial.jsonl"
-    cp = Checkpoint(path, {"runs": 2, "seed": 0})
+    path = tmp_path / "rows.checkpoint.jsonl"
+    cp = Checkpoint(path, {"runs": 2, "seed": 0}, models={"m": "a.gguf"})
     row = {"model": "m", "mode": "plain", "id": "q1"}
     cp.append([{**row, "run": 0}, {**row, "run": 1}])
     cp.append([{**row, "id": "q2", "run": 0}])  # killed before q2's second run
     with open(path, "a") as f:
         f.write('{"model": "m", "mo')  # a line cut by kill -9
-    again = Checkpoint(path, {"runs": 2, "seed": 0})
-    assert list(again.done) == [("m", "plain", "q1")] and len(again.done[("m", "plain", "q1")]) == 2
-    assert Checkpoint(path, {"runs": 2, "seed": 0}).done.keys() == again.done.keys()  # rewritten cleanly
-    assert Checkpoint(path, {"runs": 3, "seed": 0}).done == {}  # other settings: start over
+    again = Checkpoint(path, {"runs": 2, "seed": 0}, models={"m": "a.gguf", "other": "b.gguf"})
+    assert list(again.done) == [("m", "plain", "q1")] and again.done[("m", "plain", "q1")] == [
+        {**row, "run": 0}, {**row, "run": 1}]  # the model-file field stays inside the checkpoint
+    assert Checkpoint(path, {"runs": 2, "seed": 0}, models={"m": "a.gguf"}).done.keys() == again.done.keys()
+    assert Checkpoint(path, {"runs": 2, "seed": 0}, models={"n": "c.gguf"}).done == {}  # m's rows kept...
+    assert list(Checkpoint(path, {"runs": 2, "seed": 0}, models={"m": "a.gguf"}).done) == [("m", "plain", "q1")]
+    assert Checkpoint(path, {"runs": 2, "seed": 0}, models={"m": "new.gguf"}).done == {}  # ...until m is rebuilt
+    cp = Checkpoint(path, {"runs": 2, "seed": 0}, models={"m": "a.gguf"})
+    cp.append([{**row, "run": 0}, {**row, "run": 1}])
+    assert Checkpoint(path, {"runs": 3, "seed": 0}).done == {}  # other settings: start over...
+    stale = tmp_path / "rows.checkpoint.stale.jsonl"
+    assert len(stale.read_text().splitlines()) == 3  # ...with the old rows moved aside, not deleted
+
+
+def test_cli_eval_rerun_adds_a_mode_and_scores_only_it(tmp_path, run_cli, nitro_home_env):
+    csv_path = tmp_path / "q.csv"
+    csv_path.write_text('question,a,b,c,d,correct\n"Which port does Nitro listen on by default?",'
+                        '"A. 3928","B. 8080","C. 5000","D. 11434",A\n')
+    argv = ["eval", "--mcq", str(csv_path), "--runs", "2", "--threads", "1", "--index", "nitro", "--k", "2",
+            "--out", str(tmp_path / "res")]
+    code, _, err = run_cli(*argv, "--modes", "plain")
+    assert code == 0, err
+    code, out, err = run_cli(*argv, "--modes", "plain,rag")
+    assert code == 0, err
+    assert "plain · q-1 (done earlier)" in err and "rag · q-1 (" in err and "rag · q-1 (done earlier)" not in err
+    assert "| smollm2-135m | plain |" in out and "| smollm2-135m | rag |" in out
+    assert len((tmp_path / "res" / "results.jsonl").read_text().splitlines()) == 4
 
 
 def test_evaluate_reuses_done_items_without_scoring(smollm):
