@@ -53,10 +53,10 @@ def run_eval(settings: Settings, mcq: str, model_names: list[str], modes: list[s
     total = len(items) * len(models) * len(modes)
     t0 = time.perf_counter()
     out_dir = Path(out_dir) if out_dir else settings.home / "eval" / f"{time.strftime('%Y%m%d-%H%M%S')}-{path.stem}"
-    # Rows depend on these settings; the mode and model lists are not among them, so a rerun that
-    # adds a mode or a model to a finished or interrupted evaluation only runs what is new.
+    # Rows depend on these settings; the mode and model lists and the number of runs are not among
+    # them, so a rerun that adds a mode, a model or runs to an evaluation only scores what is new.
     checkpoint = Checkpoint(out_dir / CHECKPOINT_NAME, {
-        "mcq": sha256_file(path), "runs": runs, "seed": settings.seed, "k": k or settings.top_k,
+        "mcq": sha256_file(path), "seed": settings.seed, "k": k or settings.top_k,
         "n_ctx": settings.n_ctx, "index": index or settings.index, "generate": generate},
         models={m: str(resolve_model(n, settings)) for n, m in zip(model_names, models)})
     kw = dict(runs=runs, seed=settings.seed, retriever=retriever, k=k or settings.top_k, generate=generate,
@@ -91,7 +91,8 @@ CHECKPOINT_NAME = "rows.checkpoint.jsonl"
 
 class Checkpoint:
     """Rows of finished items, appended (fsync'ed) as they finish and kept after the evaluation,
-    so a rerun with the same --out resumes an interrupted one or extends a finished one. The first
+    so a rerun with the same --out resumes an interrupted one or extends a finished one (another
+    mode, model, or more runs: run r's rows depend only on the settings and r). The first
     line holds the settings the rows are valid for; each row also records its model file, so a
     model label that now names another file is scored again. Rows written under other settings
     are moved aside to rows.checkpoint.stale.jsonl, never silently deleted."""
@@ -108,15 +109,21 @@ class Checkpoint:
                 for line in lines[1:]:
                     try:
                         row = json.loads(line)
-                    except ValueError:  # a line cut by a kill: that item is redone
+                    except ValueError:  # a line cut by a kill: that run is redone
                         continue
                     groups.setdefault((row["model"], row["mode"], row["id"]), []).append(row)
             elif len(lines) > 1:
                 os.replace(path, path.with_name(path.name.replace(".jsonl", ".stale.jsonl")))
-        runs = config.get("runs")
-        kept = {key: rows for key, rows in groups.items()  # complete items of still-valid model files
-                if len(rows) == runs and (key[0] not in self.models
-                                          or rows[0].get(self.MODEL_FILE) == self.models[key[0]])}
+        kept = {}  # per item, runs 0..n-1 (a run's rows are valid alone), of still-valid model files
+        for key, rows in groups.items():
+            by_run: dict[int, dict] = {}
+            for r in rows:
+                by_run.setdefault(r["run"], r)
+            prefix: list[dict] = []
+            while len(prefix) in by_run:
+                prefix.append(by_run[len(prefix)])
+            if prefix and (key[0] not in self.models or prefix[0].get(self.MODEL_FILE) == self.models[key[0]]):
+                kept[key] = prefix
         self.done = {key: [{k: v for k, v in r.items() if k != self.MODEL_FILE} for r in rows]
                      for key, rows in kept.items() if rows[0].get(self.MODEL_FILE) == self.models.get(key[0])}
         from .models import atomic_write_text

@@ -328,8 +328,10 @@ def evaluate(items: Sequence[MCQItem], models: dict, modes: Sequence[str], runs:
              on_item: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """Score every item for every model x mode x run. `models` maps a label to a ChatModel.
     Returns one row per (model, mode, run, item); `summarize` aggregates them.
-    `done` maps (model, mode, item id) to rows of an interrupted evaluation (they are reused);
-    `on_item(rows)` receives each finished item's rows, so a caller can checkpoint them."""
+    `done` maps (model, mode, item id) to rows of an earlier evaluation with the same settings:
+    runs it has are reused, only the missing ones are scored (run r's option order depends only on
+    seed + r), so a rerun resumes or adds runs. `on_item(rows)` receives each item's newly scored
+    rows, so a caller can checkpoint them."""
     if any(m != "plain" for m in modes) and retriever is None:
         raise OnboardError("modes rag/hybrid need a docs index: pass --index NAME (build one with: onboard index PATH)")
     rows: list[dict] = []
@@ -338,8 +340,10 @@ def evaluate(items: Sequence[MCQItem], models: dict, modes: Sequence[str], runs:
         scorer = LetterScorer(model)
         for mode in modes:
             for item in items:
-                if done and (label, mode, item.id) in done:
-                    rows.extend(done[(label, mode, item.id)])
+                earlier = sorted((done or {}).get((label, mode, item.id), []), key=lambda r: r["run"])
+                earlier = [r for r in earlier if r["run"] < runs]
+                rows.extend(earlier)
+                if len(earlier) == runs:
                     if on_step:
                         on_step(f"{label} · {mode} · {item.id} (done earlier)")
                     continue
@@ -347,7 +351,7 @@ def evaluate(items: Sequence[MCQItem], models: dict, modes: Sequence[str], runs:
                 first = len(rows)
                 ctx = prepare_context(scorer, item, mode, retriever, k, retrieval_cache)
                 memo: dict = {}
-                for run in range(runs):
+                for run in range(len(earlier), runs):
                     row = {"model": label, "mode": mode, "run": run, "id": item.id, "kind": item.kind,
                            "answer": item.answer_letter, "question_tokens": ctx.question_tokens,
                            "too_long": ctx.too_long}

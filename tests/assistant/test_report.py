@@ -91,43 +91,50 @@ def test_cli_eval_bad_input(run_cli, argv, msg):
     assert code != 0 and err.startswith("onboard: error:") and msg in err and "Traceback" not in err
 
 
-def test_eval_checkpoint_resumes_only_matching_complete_items(tmp_path):
+def test_eval_checkpoint_keeps_valid_runs_and_moves_other_settings_aside(tmp_path):
     from assistant.cli_eval import Checkpoint
 
     path = tmp_path / "rows.checkpoint.jsonl"
-    cp = Checkpoint(path, {"runs": 2, "seed": 0}, models={"m": "a.gguf"})
+    cp = Checkpoint(path, {"seed": 0}, models={"m": "a.gguf"})
     row = {"model": "m", "mode": "plain", "id": "q1"}
     cp.append([{**row, "run": 0}, {**row, "run": 1}])
-    cp.append([{**row, "id": "q2", "run": 0}])  # killed before q2's second run
+    cp.append([{**row, "id": "q2", "run": 1}])  # run 0 of q2 missing: nothing of q2 is usable
     with open(path, "a") as f:
         f.write('{"model": "m", "mo')  # a line cut by kill -9
-    again = Checkpoint(path, {"runs": 2, "seed": 0}, models={"m": "a.gguf", "other": "b.gguf"})
+    again = Checkpoint(path, {"seed": 0}, models={"m": "a.gguf", "other": "b.gguf"})
     assert list(again.done) == [("m", "plain", "q1")] and again.done[("m", "plain", "q1")] == [
         {**row, "run": 0}, {**row, "run": 1}]  # the model-file field stays inside the checkpoint
-    assert Checkpoint(path, {"runs": 2, "seed": 0}, models={"m": "a.gguf"}).done.keys() == again.done.keys()
-    assert Checkpoint(path, {"runs": 2, "seed": 0}, models={"n": "c.gguf"}).done == {}  # m's rows kept...
-    assert list(Checkpoint(path, {"runs": 2, "seed": 0}, models={"m": "a.gguf"}).done) == [("m", "plain", "q1")]
-    assert Checkpoint(path, {"runs": 2, "seed": 0}, models={"m": "new.gguf"}).done == {}  # ...until m is rebuilt
-    cp = Checkpoint(path, {"runs": 2, "seed": 0}, models={"m": "a.gguf"})
+    assert Checkpoint(path, {"seed": 0}, models={"m": "a.gguf"}).done.keys() == again.done.keys()
+    assert Checkpoint(path, {"seed": 0}, models={"n": "c.gguf"}).done == {}  # m's rows kept...
+    assert list(Checkpoint(path, {"seed": 0}, models={"m": "a.gguf"}).done) == [("m", "plain", "q1")]
+    assert Checkpoint(path, {"seed": 0}, models={"m": "new.gguf"}).done == {}  # ...until m is rebuilt
+    cp = Checkpoint(path, {"seed": 0}, models={"m": "a.gguf"})
     cp.append([{**row, "run": 0}, {**row, "run": 1}])
-    assert Checkpoint(path, {"runs": 3, "seed": 0}).done == {}  # other settings: start over...
+    assert Checkpoint(path, {"seed": 1}).done == {}  # other settings: start over...
     stale = tmp_path / "rows.checkpoint.stale.jsonl"
     assert len(stale.read_text().splitlines()) == 3  # ...with the old rows moved aside, not deleted
 
 
-def test_cli_eval_rerun_adds_a_mode_and_scores_only_it(tmp_path, run_cli, nitro_home_env):
+def test_cli_eval_rerun_adds_a_mode_and_runs_and_scores_only_them(tmp_path, run_cli, nitro_home_env):
     csv_path = tmp_path / "q.csv"
     csv_path.write_text('question,a,b,c,d,correct\n"Which port does Nitro listen on by default?",'
                         '"A. 3928","B. 8080","C. 5000","D. 11434",A\n')
-    argv = ["eval", "--mcq", str(csv_path), "--runs", "2", "--threads", "1", "--index", "nitro", "--k", "2",
+    argv = ["eval", "--mcq", str(csv_path), "--threads", "1", "--index", "nitro", "--k", "2",
             "--out", str(tmp_path / "res")]
-    code, _, err = run_cli(*argv, "--modes", "plain")
+    code, _, err = run_cli(*argv, "--modes", "plain", "--runs", "2")
     assert code == 0, err
-    code, out, err = run_cli(*argv, "--modes", "plain,rag")
+    code, out, err = run_cli(*argv, "--modes", "plain,rag", "--runs", "2")
     assert code == 0, err
     assert "plain · q-1 (done earlier)" in err and "rag · q-1 (" in err and "rag · q-1 (done earlier)" not in err
     assert "| smollm2-135m | plain |" in out and "| smollm2-135m | rag |" in out
     assert len((tmp_path / "res" / "results.jsonl").read_text().splitlines()) == 4
+    code, out, err = run_cli(*argv, "--modes", "plain", "--runs", "3")  # one more run: only run 2 is scored
+    assert code == 0, err
+    assert "plain · q-1 (" in err and "(done earlier)" not in err
+    rows = [json.loads(line) for line in (tmp_path / "res" / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["run"] for r in rows) == [0, 1, 2] and {r["mode"] for r in rows} == {"plain"}
+    checkpoint = (tmp_path / "res" / "rows.checkpoint.jsonl").read_text().splitlines()
+    assert len(checkpoint) == 1 + 5  # header, plain runs 0-2, rag runs 0-1
 
 
 def test_evaluate_reuses_done_items_without_scoring(smollm):
@@ -141,3 +148,8 @@ def test_evaluate_reuses_done_items_without_scoring(smollm):
     rows = evaluate([item], {"m": smollm}, ["plain"], runs=1, done={("m", "plain", "q1"): done_rows},
                     on_step=seen.append, on_item=lambda r: seen.append("scored"))
     assert seen == ["m · plain · q1 (done earlier)"] and rows[0]["correct_calibrated"] is True
+    scored = []
+    rows = evaluate([item], {"m": smollm}, ["plain"], runs=2, done={("m", "plain", "q1"): done_rows},
+                    on_item=scored.append)
+    assert [r["run"] for r in rows] == [0, 1] and rows[0]["single_lp"] == [-3.0, -0.1, -3.0, -3.0]
+    assert [[r["run"] for r in item_rows] for item_rows in scored] == [[1]]  # only the new run is scored
