@@ -114,16 +114,11 @@ class Checkpoint:
                     groups.setdefault((row["model"], row["mode"], row["id"]), []).append(row)
             elif len(lines) > 1:
                 os.replace(path, path.with_name(path.name.replace(".jsonl", ".stale.jsonl")))
-        kept = {}  # per item, runs 0..n-1 (a run's rows are valid alone), of still-valid model files
+        kept = {}  # per item, one row a run (a run's row is valid alone), of still-valid model files
         for key, rows in groups.items():
-            by_run: dict[int, dict] = {}
-            for r in rows:
-                by_run.setdefault(r["run"], r)
-            prefix: list[dict] = []
-            while len(prefix) in by_run:
-                prefix.append(by_run[len(prefix)])
-            if prefix and (key[0] not in self.models or prefix[0].get(self.MODEL_FILE) == self.models[key[0]]):
-                kept[key] = prefix
+            by_run = {r["run"]: r for r in reversed(rows)}  # the first row of a run wins
+            if key[0] not in self.models or rows[0].get(self.MODEL_FILE) == self.models[key[0]]:
+                kept[key] = [by_run[run] for run in sorted(by_run)]
         self.done = {key: [{k: v for k, v in r.items() if k != self.MODEL_FILE} for r in rows]
                      for key, rows in kept.items() if rows[0].get(self.MODEL_FILE) == self.models.get(key[0])}
         from .models import atomic_write_text

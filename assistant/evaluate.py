@@ -340,18 +340,18 @@ def evaluate(items: Sequence[MCQItem], models: dict, modes: Sequence[str], runs:
         scorer = LetterScorer(model)
         for mode in modes:
             for item in items:
-                earlier = sorted((done or {}).get((label, mode, item.id), []), key=lambda r: r["run"])
-                earlier = [r for r in earlier if r["run"] < runs]
-                rows.extend(earlier)
-                if len(earlier) == runs:
+                earlier = {r["run"]: r for r in (done or {}).get((label, mode, item.id), []) if r["run"] < runs}
+                missing = [run for run in range(runs) if run not in earlier]
+                if not missing:
+                    rows.extend(earlier[run] for run in sorted(earlier))
                     if on_step:
                         on_step(f"{label} · {mode} · {item.id} (done earlier)")
                     continue
                 t0 = time.perf_counter()
-                first = len(rows)
                 ctx = prepare_context(scorer, item, mode, retriever, k, retrieval_cache)
                 memo: dict = {}
-                for run in range(len(earlier), runs):
+                new: list[dict] = []
+                for run in missing:
                     row = {"model": label, "mode": mode, "run": run, "id": item.id, "kind": item.kind,
                            "answer": item.answer_letter, "question_tokens": ctx.question_tokens,
                            "too_long": ctx.too_long}
@@ -364,15 +364,16 @@ def evaluate(items: Sequence[MCQItem], models: dict, modes: Sequence[str], runs:
                         row.update(correct_single=False, correct_cyclic=False, correct_calibrated=False)
                         if generate:
                             row["correct_generate"] = False
-                        rows.append(row)
+                        new.append(row)
                         continue
                     order = shuffled_order(item, seed, run)
                     row.update(score_item(scorer, item, mode, ctx, order, memo))
                     if generate:
                         row.update(generate_answer(model, item, mode, ctx, order, seed + run))
-                    rows.append(row)
+                    new.append(row)
                 if on_item:
-                    on_item(rows[first:])
+                    on_item(new)
+                rows.extend(sorted([*earlier.values(), *new], key=lambda r: r["run"]))
                 if on_step:
                     on_step(f"{label} · {mode} · {item.id} ({time.perf_counter() - t0:.1f}s)")
     calibrate(rows)

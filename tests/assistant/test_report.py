@@ -98,15 +98,15 @@ def test_eval_checkpoint_keeps_valid_runs_and_moves_other_settings_aside(tmp_pat
     cp = Checkpoint(path, {"seed": 0}, models={"m": "a.gguf"})
     row = {"model": "m", "mode": "plain", "id": "q1"}
     cp.append([{**row, "run": 0}, {**row, "run": 1}])
-    cp.append([{**row, "id": "q2", "run": 1}])  # run 0 of q2 missing: nothing of q2 is usable
+    cp.append([{**row, "id": "q2", "run": 1}])  # q2 killed after its second run was written
     with open(path, "a") as f:
         f.write('{"model": "m", "mo')  # a line cut by kill -9
     again = Checkpoint(path, {"seed": 0}, models={"m": "a.gguf", "other": "b.gguf"})
-    assert list(again.done) == [("m", "plain", "q1")] and again.done[("m", "plain", "q1")] == [
-        {**row, "run": 0}, {**row, "run": 1}]  # the model-file field stays inside the checkpoint
+    assert again.done == {("m", "plain", "q1"): [{**row, "run": 0}, {**row, "run": 1}],
+                          ("m", "plain", "q2"): [{**row, "id": "q2", "run": 1}]}  # model-file field stays inside
     assert Checkpoint(path, {"seed": 0}, models={"m": "a.gguf"}).done.keys() == again.done.keys()
     assert Checkpoint(path, {"seed": 0}, models={"n": "c.gguf"}).done == {}  # m's rows kept...
-    assert list(Checkpoint(path, {"seed": 0}, models={"m": "a.gguf"}).done) == [("m", "plain", "q1")]
+    assert len(Checkpoint(path, {"seed": 0}, models={"m": "a.gguf"}).done) == 2
     assert Checkpoint(path, {"seed": 0}, models={"m": "new.gguf"}).done == {}  # ...until m is rebuilt
     cp = Checkpoint(path, {"seed": 0}, models={"m": "a.gguf"})
     cp.append([{**row, "run": 0}, {**row, "run": 1}])
@@ -149,7 +149,11 @@ def test_evaluate_reuses_done_items_without_scoring(smollm):
                     on_step=seen.append, on_item=lambda r: seen.append("scored"))
     assert seen == ["m · plain · q1 (done earlier)"] and rows[0]["correct_calibrated"] is True
     scored = []
-    rows = evaluate([item], {"m": smollm}, ["plain"], runs=2, done={("m", "plain", "q1"): done_rows},
+    rows = evaluate([item], {"m": smollm}, ["plain"], runs=3, done={("m", "plain", "q1"): done_rows},
                     on_item=scored.append)
-    assert [r["run"] for r in rows] == [0, 1] and rows[0]["single_lp"] == [-3.0, -0.1, -3.0, -3.0]
-    assert [[r["run"] for r in item_rows] for item_rows in scored] == [[1]]  # only the new run is scored
+    assert [r["run"] for r in rows] == [0, 1, 2] and rows[0]["single_lp"] == [-3.0, -0.1, -3.0, -3.0]
+    assert [[r["run"] for r in item_rows] for item_rows in scored] == [[1, 2]]  # only the new runs are scored
+    scored = []
+    rows = evaluate([item], {"m": smollm}, ["plain"], runs=3, on_item=scored.append,
+                    done={("m", "plain", "q1"): [{**r, "run": 2} for r in done_rows]})
+    assert [r["run"] for r in rows] == [0, 1, 2] and [[r["run"] for r in x] for x in scored] == [[0, 1]]
