@@ -94,13 +94,13 @@ class Checkpoint:
     so a rerun with the same --out resumes an interrupted one or extends a finished one (another
     mode, model, or more runs: run r's rows depend only on the settings and r). The first
     line holds the settings the rows are valid for; each row also records its model file, so a
-    model label that now names another file is scored again. Rows written under other settings
-    are moved aside to rows.checkpoint.stale.jsonl, never silently deleted."""
+    model label that now names another file is scored again. A file written under other settings
+    is moved aside to rows.checkpoint.stale.jsonl (replacing an earlier one), not deleted."""
 
     MODEL_FILE = "_model_file"
 
-    def __init__(self, path: Path, config: dict, models: dict[str, str] | None = None):
-        self.path, self.models = path, dict(models or {})
+    def __init__(self, path: Path, config: dict, models: dict[str, str]):
+        self.path, self.models = path, dict(models)
         header = json.dumps({"config": config}, sort_keys=True)
         groups: dict[tuple, list[dict]] = {}
         if path.is_file():
@@ -120,7 +120,7 @@ class Checkpoint:
             if key[0] not in self.models or rows[0].get(self.MODEL_FILE) == self.models[key[0]]:
                 kept[key] = [by_run[run] for run in sorted(by_run)]
         self.done = {key: [{k: v for k, v in r.items() if k != self.MODEL_FILE} for r in rows]
-                     for key, rows in kept.items() if rows[0].get(self.MODEL_FILE) == self.models.get(key[0])}
+                     for key, rows in kept.items() if key[0] in self.models}
         from .models import atomic_write_text
 
         atomic_write_text(path, "".join([header + "\n"] + [json.dumps(r, ensure_ascii=False) + "\n"

@@ -110,7 +110,7 @@ def test_eval_checkpoint_keeps_valid_runs_and_moves_other_settings_aside(tmp_pat
     assert Checkpoint(path, {"seed": 0}, models={"m": "new.gguf"}).done == {}  # ...until m is rebuilt
     cp = Checkpoint(path, {"seed": 0}, models={"m": "a.gguf"})
     cp.append([{**row, "run": 0}, {**row, "run": 1}])
-    assert Checkpoint(path, {"seed": 1}).done == {}  # other settings: start over...
+    assert Checkpoint(path, {"seed": 1}, models={"m": "a.gguf"}).done == {}  # other settings: start over...
     stale = tmp_path / "rows.checkpoint.stale.jsonl"
     assert len(stale.read_text().splitlines()) == 3  # ...with the old rows moved aside, not deleted
 
