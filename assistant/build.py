@@ -19,6 +19,7 @@ at most the step it was in.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -26,9 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from .errors import OnboardError
-from .models import atomic_write_text
-from .settings import Settings
+from assistant.errors import OnboardError
+from assistant.files import atomic_write_text
+from assistant.settings import Settings
 
 STAGES = ("index", "data", "train", "quantize", "evaluate", "report")
 GENERIC_DIRS = {"docs", "doc", "documentation", "content", "src", "source"}
@@ -37,18 +38,21 @@ FULL_TEACHER = "qwen2.5-coder-1.5b"
 
 @dataclass
 class BuildConfig:
+    """What `onboard build` is asked for. Fields left None are filled by make_config (name from
+    the corpus folder, teacher from what is installed, sizes from --quick)."""
+
     corpus: str
-    name: str
+    name: str | None = None
     recipe: str = "docs-specialist"
     student: str = "smollm2-135m"
-    teacher: str = "smollm2-135m"
+    teacher: str | None = None
     data: str | None = None  # existing Q&A CSV/JSONL instead of synthesis
     mcq: str | None = None
     quick: bool = False
     max_chunks: int | None = None
     questions_per_chunk: int = 3
     max_steps: int | None = None
-    runs: int = 10
+    runs: int | None = None
     k: int = 4
     modes: tuple = ("plain", "rag", "hybrid")
     quant_types: tuple = ("f16", "q8_0", "q4_k_m")
@@ -78,34 +82,35 @@ def default_name(corpus: Path) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).strip("-.") + "-specialist"
 
 
-def make_config(settings: Settings, corpus: Path, *, recipe: str = "docs-specialist", teacher: str | None = None,
-                student: str | None = None, quick: bool = False, name: str | None = None, data: str | None = None,
-                mcq: str | None = None, runs: int | None = None, max_chunks: int | None = None,
-                max_steps: int | None = None) -> BuildConfig:
+def make_config(settings: Settings, asked: BuildConfig) -> BuildConfig:
+    """`asked` checked and completed: paths resolved, defaults filled (see BuildConfig)."""
+    corpus = Path(asked.corpus).expanduser()
     if not corpus.is_dir():
         raise OnboardError(f"{corpus} is not a folder: pass the docs folder to build from, e.g. onboard build ./docs")
-    if data and not Path(data).is_file():
-        raise OnboardError(f"--data {data}: file not found")
+    if asked.data and not Path(asked.data).is_file():
+        raise OnboardError(f"--data {asked.data}: file not found")
+    mcq = asked.mcq
     if mcq and mcq != "general" and not Path(mcq).is_file():
         raise OnboardError(f"--mcq {mcq}: file not found")
-    student = student or "smollm2-135m"
+    student = asked.student or "smollm2-135m"
+    teacher = asked.teacher
     if teacher is None:  # the 1.5B teacher writes far better JSON, but costs ~4x the CPU time
-        teacher = student if quick else _installed_or(FULL_TEACHER, student, settings)
-    cfg = BuildConfig(corpus=str(corpus.resolve()), name=name or default_name(corpus), recipe=recipe,
-                      student=student, teacher=teacher, data=str(Path(data).resolve()) if data else None,
-                      mcq=str(Path(mcq).resolve()) if mcq and mcq != "general" else mcq, quick=quick,
-                      seed=settings.seed)
-    if quick:  # sized for 2 CPU cores: ~30 chunks of data, a few dozen steps, 2 eval runs, 2 chunks
+        teacher = student if asked.quick else _installed_or(FULL_TEACHER, student, settings)
+    cfg = dataclasses.replace(
+        asked, corpus=str(corpus.resolve()), name=asked.name or default_name(corpus), student=student,
+        teacher=teacher, data=str(Path(asked.data).resolve()) if asked.data else None,
+        mcq=str(Path(mcq).resolve()) if mcq and mcq != "general" else mcq, seed=settings.seed, runs=10)
+    if asked.quick:  # sized for 2 CPU cores: ~30 chunks of data, a few dozen steps, 2 eval runs, 2 chunks
         cfg.max_chunks, cfg.max_steps, cfg.runs, cfg.k = 30, 24, 2, 2
         cfg.quant_types = ("f16", "q8_0")
-    cfg.max_chunks = max_chunks or cfg.max_chunks
-    cfg.max_steps = max_steps or cfg.max_steps
-    cfg.runs = runs or cfg.runs
+    cfg.max_chunks = asked.max_chunks or cfg.max_chunks
+    cfg.max_steps = asked.max_steps or cfg.max_steps
+    cfg.runs = asked.runs or cfg.runs
     return cfg
 
 
 def _installed_or(name: str, fallback: str, settings: Settings) -> str:
-    from .models import resolve_model
+    from assistant.llm.registry import resolve_model
 
     try:
         resolve_model(name, settings)
@@ -165,7 +170,7 @@ class Build:
 
     # --- stages ----------------------------------------------------------------------------
     def stage_index(self) -> dict:
-        from .index import index_path
+        from assistant.rag.index import index_path
 
         return index_path(self.settings, Path(self.cfg.corpus), name=self.cfg.name, progress=self.progress).to_dict()
 
@@ -188,8 +193,6 @@ class Build:
     def stage_train(self) -> dict:
         from train.recipe import load_recipe
         from train.run import run_recipe
-
-        import dataclasses
 
         recipe, notes = load_recipe(self.cfg.recipe), []
         data_dir = self.dir / "data"
@@ -215,10 +218,10 @@ class Build:
         return {t: {k: v for k, v in r.items() if k != "tensor_types"} for t, r in report.items()}
 
     def stage_evaluate(self) -> dict:
-        from .cli_eval import run_eval
-        from .evaluate import measure_speed
-        from .llm import load_settings_model
-        from .models import resolve_model
+        from assistant.eval.run import run_eval
+        from assistant.eval.scoring import measure_speed
+        from assistant.llm.chat_model import load_settings_model
+        from assistant.llm.registry import resolve_model
 
         names = [self.cfg.student, self.cfg.name]
         labels = {self.cfg.student: f"base {self.cfg.student}", self.cfg.name: f"tuned {self.cfg.name}"}
@@ -238,7 +241,7 @@ class Build:
         return out
 
     def stage_report(self) -> dict:
-        from .report import write_report_card
+        from assistant.eval.report import write_report_card
 
         ev = self.result("evaluate")
         card = {
@@ -270,17 +273,12 @@ def _stage_note(stage: str, result: dict) -> str:
     return ""
 
 
-def run_build(settings: Settings, corpus: Path, *, recipe: str = "docs-specialist", teacher: str | None = None,
-              student: str | None = None, quick: bool = False, name: str | None = None, data: str | None = None,
-              mcq: str | None = None, runs: int | None = None, out: Path | None = None,
-              max_chunks: int | None = None, max_steps: int | None = None, force: bool = False,
+def run_build(settings: Settings, asked: BuildConfig, out: Path | None = None, force: bool = False,
               command: str = "", progress: bool = True) -> dict:
     """Build (or resume) a specialist; returns the report card plus its file paths."""
     import sys
 
-    cfg = make_config(settings, Path(corpus).expanduser(), recipe=recipe, teacher=teacher, student=student,
-                      quick=quick, name=name, data=data, mcq=mcq, runs=runs, max_chunks=max_chunks,
-                      max_steps=max_steps)
+    cfg = make_config(settings, asked)
     build_dir = Path(out) if out else settings.home / "builds" / cfg.name
     say = (lambda msg: print(f"onboard build: {msg}", file=sys.stderr, flush=True)) if progress else None
     build = Build(settings, cfg, build_dir, command=command, progress=progress, say=say)

@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .errors import OnboardError
+from assistant.errors import OnboardError
 
 
 def _default_home() -> Path:
@@ -40,7 +40,7 @@ class Settings:
     chunk_tokens: int = 300
     chunk_overlap: int = 30
     top_k: int = 4
-    # Document KV reuse (assistant/kv_blocks.py): disk budget for stored document blocks under
+    # Document KV reuse (assistant/llm/kv_blocks.py): disk budget for stored document blocks under
     # cache/kv; 0 turns reuse off (every prompt reads its documents again).
     kv_cache_mb: int = 2048
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assistant.answer import SYSTEM_PLAIN  # noqa: E402
-from assistant.models import resolve_model  # noqa: E402
+from assistant.chat.prompts import SYSTEM_PLAIN  # noqa: E402
+from assistant.llm.registry import resolve_model  # noqa: E402
 from assistant.settings import load_settings  # noqa: E402
 
 QUESTION = "Explain in a few sentences what a hash table is and why lookups are fast."

@@ -107,7 +107,7 @@ def main() -> int:
     ap.add_argument("--ttft-questions", type=int, default=5)
     args = ap.parse_args()
 
-    from assistant.index import index_path, open_retriever
+    from assistant.rag.index import index_path, open_retriever
     from assistant.settings import load_settings
 
     if not args.nitro.is_dir():
@@ -162,12 +162,12 @@ def _ttft_ratio(settings, idx, n: int) -> float:
     """Median time to first token of rag over plain, same questions, interleaved.
 
     rag is timed twice: reading its documents (document KV reuse off), and with the documents'
-    KV blocks stored beforehand (assistant/kv_blocks.py), as `onboard index --precompute-kv`
+    KV blocks stored beforehand (assistant/llm/kv_blocks.py), as `onboard index --precompute-kv`
     leaves them. The target applies to the second."""
-    from assistant.answer import AnswerJob, warm_document_blocks
-    from assistant.kv_blocks import BlockStore
-    from assistant.llm import ChatModel
-    from assistant.models import resolve_model
+    from assistant.chat.modes import AnswerJob, warm_document_blocks
+    from assistant.llm.chat_model import ChatModel
+    from assistant.llm.kv_blocks import BlockStore
+    from assistant.llm.registry import resolve_model
 
     path = resolve_model(settings.model, settings)
     kw = dict(n_ctx=settings.n_ctx, n_threads=settings.n_threads, seed=0)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 def pick_teacher(settings, wanted: str | None) -> str:
     from assistant.errors import OnboardError
-    from assistant.models import resolve_model
+    from assistant.llm.registry import resolve_model
 
     if wanted:
         return wanted
@@ -36,7 +36,7 @@ def pick_teacher(settings, wanted: str | None) -> str:
 
 
 def run(teacher, chunks, questions: int, seed: int) -> dict:
-    from train.synth import KINDS, QA_SCHEMA, QA_MAX_TOKENS, check_qa, qa_messages
+    from train.synth import KINDS, QA_MAX_TOKENS, QA_SCHEMA, check_qa, qa_messages
     from train.teacher import call_seed
 
     pairs, start = 0, time.perf_counter()
@@ -70,8 +70,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from assistant.chunking import chunk_documents
-    from assistant.ingest import load_documents
+    from assistant.rag.chunking import chunk_documents
+    from assistant.rag.ingest import load_documents
     from assistant.settings import load_settings
     from train.synth import select_chunks
     from train.teacher import open_teacher

@@ -30,11 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def baseline(model_dir: Path, rows: list[dict], steps: int, out: Path) -> dict:
+    import torch
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
-
-    import torch
 
     # use_cpu is required by trl's default bf16=True when there is no GPU; nothing else changes.
     args = SFTConfig(output_dir=str(out), max_steps=steps, report_to="none", save_strategy="no",

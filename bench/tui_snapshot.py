@@ -22,10 +22,10 @@ sys.path.insert(0, str(ROOT))
 
 
 async def snapshot(out: Path, question: str, max_tokens: int) -> str:
-    from assistant.index import default_corpus_path, index_path
+    from assistant.rag.index import default_corpus_path, index_path
     from assistant.settings import load_settings
-    from assistant.tui import ChatApp
-    from assistant.tui_widgets import SourcesPanel
+    from assistant.tui.app import ChatApp
+    from assistant.tui.widgets import SourcesPanel
 
     settings = load_settings()
     index_path(settings, default_corpus_path(), name="docs", progress=True)

@@ -44,7 +44,7 @@ async def main():
         app = Bare()
     else:
         from assistant.cli import build_parser, settings_from_args
-        from assistant.tui import ChatApp
+        from assistant.tui.app import ChatApp
 
         args = build_parser().parse_args(["chat", "--mode", mode, "--no-first-run-index"])
         settings = settings_from_args(args)

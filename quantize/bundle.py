@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Callable
 
 from assistant.errors import OnboardError
-from assistant.models import PACKAGED, atomic_write_text, built_models, check_gguf, resolve_model, sha256_file
+from assistant.files import atomic_write_text, sha256_file
+from assistant.llm.registry import PACKAGED, built_models, check_gguf, resolve_model
 
 FORMAT = "onboard-bundle"
 VERSION = 1
@@ -46,7 +47,7 @@ def _toml_value(v) -> str:
 
 def _model_files(settings, name: str, as_name: str | None) -> tuple[list[tuple[Path, str]], dict, str]:
     """[(file on disk, path in bundle)] for model NAME, its card, and the name it is bundled as."""
-    from assistant.models import _check_name
+    from assistant.llm.registry import check_model_name
 
     gguf = resolve_model(name, settings)
     card = next((b for b in built_models(settings) if b["name"] == name), None)
@@ -60,7 +61,7 @@ def _model_files(settings, name: str, as_name: str | None) -> tuple[list[tuple[P
         card = {"description": m.description, "arch": m.arch, "params": m.params, "quant": m.quant,
                 "license": m.license, "base": name}
     bundled = as_name or name
-    _check_name(bundled)
+    check_model_name(bundled)
     if bundled in PACKAGED:
         raise OnboardError(f"--as {bundled}: that name belongs to a packaged model; choose another")
     files = [(gguf, f"models/{bundled}/model.gguf")]
@@ -72,13 +73,13 @@ def _model_files(settings, name: str, as_name: str | None) -> tuple[list[tuple[P
 
 
 def _index_files(settings, index: str) -> tuple[list[tuple[Path, str]], int]:
-    from assistant.index import _collection, index_dir, index_exists
+    from assistant.rag.index import index_dir, index_exists, open_collection
 
     if settings.chroma_url:
         raise OnboardError("bundles carry an embedded index; drop --chroma-url (server indexes cannot be bundled)")
     if not index_exists(settings, index):
         raise OnboardError(f"no complete index named {index!r}; build it with: onboard index PATH --index {index}")
-    col = _collection(settings, index, create=False)
+    col = open_collection(settings, index, create=False)
     chunks = col.count() if col is not None else 0
     root = index_dir(settings, index)
     files = [(p, f"indexes/{index}/{p.relative_to(root).as_posix()}")
@@ -110,7 +111,7 @@ def create_bundle(settings, name: str, out: Path, index: str | None = None, as_n
 
     for arc, data in ((f"models/{name}/card.json", card_bytes), (SETTINGS_FILE, settings_text.encode())):
         entries[arc] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-    from assistant.index import EMBEDDER
+    from assistant.rag.embedders import EMBEDDER
 
     manifest = {"format": FORMAT, "version": VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "model": name, "index": index, "index_chunks": chunks, "embedder": EMBEDDER if index else None,
@@ -172,12 +173,12 @@ def _verify_staging(path: Path, staging: Path) -> dict:
 
 
 def _check_names(path: Path, name, index) -> None:
-    from assistant.index import check_index_name
-    from assistant.models import _check_name
+    from assistant.llm.registry import check_model_name
+    from assistant.rag.index import check_index_name
 
     if not isinstance(name, str) or "\\" in name or ".." in name:
         raise OnboardError(f"bundle {path} names an invalid model {name!r}; refusing it")
-    _check_name(name)
+    check_model_name(name)
     if index is not None:
         check_index_name(str(index))
 

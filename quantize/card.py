@@ -11,7 +11,7 @@ import re
 import time
 from pathlib import Path
 
-from assistant.models import atomic_write_text
+from assistant.files import atomic_write_text
 
 TRAIN_META_NAMES = ("onboard_card.json", "onboard_train.json", "train_meta.json", "card.json")
 KNOWN_LICENSES = {"smollm2": "Apache-2.0", "qwen2.5": "Apache-2.0", "gemma": "Gemma terms of use"}

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Callable
 
 from assistant.errors import OnboardError
-from assistant.models import atomic_write_text, register_built_model, sha256_file
-
-from .card import build_card, write_card_md
-from .verify import DEFAULT_EVAL_TEXT, default_eval_text, evaluate_gguf, gguf_metadata, tensor_types  # noqa: F401 (re-exported)
+from assistant.files import atomic_write_text, sha256_file
+from assistant.llm.registry import register_built_model
+from quantize.card import build_card, write_card_md
+from quantize.verify import DEFAULT_EVAL_TEXT, default_eval_text, evaluate_gguf, gguf_metadata, tensor_types  # noqa: F401 (re-exported)
 
 # type name -> llama.cpp ftype constant name (f16 comes from the converter itself).
 QUANT_FTYPES = {

@@ -16,9 +16,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.answer import SYSTEM_PLAIN
+from assistant.chat.prompts import SYSTEM_PLAIN
 from assistant.errors import OnboardError
-from assistant.models import PACKAGED, atomic_write_text, built_models, resolve_model
+from assistant.files import atomic_write_text
+from assistant.llm.registry import PACKAGED, built_models, resolve_model
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def _export_name(name: str) -> str:
 
 
 def _gguf_header(path: Path) -> dict:
-    from .verify import gguf_metadata
+    from quantize.verify import gguf_metadata
 
     return gguf_metadata(path)
 

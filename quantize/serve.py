@@ -8,7 +8,7 @@ Endpoints: POST /v1/chat/completions (stream true/false), GET /v1/models, GET /h
 The request schema is llama-cpp-python's own (`llama_cpp.server.types`), so anything its server
 accepts validates here too; streaming is server-sent events (sse-starlette) as OpenAI sends them.
 Modes: plain sends the client's messages to the model as they are; rag and hybrid run
-`assistant.answer.AnswerJob` (retrieval, citations, prompt-injection defence) on the last user
+an answering session (`assistant.chat.session`, the same as `onboard ask` and the TUI: retrieval, citations, prompt-injection defence) on the last user
 message with earlier turns as history. Pick a mode per request with the model id `NAME:rag`
 (listed by /v1/models, handy in apps like Jan) or an extra `"mode"` field; default is --mode.
 One llama.cpp context serves one request at a time: requests wait their turn on a lock, each
@@ -25,7 +25,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from assistant.answer import MODES, SYSTEM_PLAIN, AnswerJob
+from assistant.chat.modes import MODES, check_mode
+from assistant.chat.prompts import SYSTEM_PLAIN
+from assistant.chat.session import Session
 from assistant.errors import OnboardError
 
 DEFAULT_PORT = 8000
@@ -47,7 +49,7 @@ def error_body(message: str, param: str | None = None, code: str | None = None,
 
 @dataclass
 class ServerState:
-    model: Any  # assistant.llm.ChatModel
+    model: Any  # assistant.llm.chat_model.ChatModel
     model_id: str
     settings: Any
     mode: str = "plain"
@@ -59,16 +61,19 @@ class ServerState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     waiting: int = 0
     counter_lock: threading.Lock = field(default_factory=threading.Lock)
+    session: Any = None  # assistant.chat.session.Session around `model`
+
+    def __post_init__(self):
+        if self.session is None:
+            self.session = Session(self.settings, model_name=self.model_id, index=self.index, model=self.model)
 
     def model_ids(self) -> list[str]:
         return [self.model_id, *(f"{self.model_id}:{m}" for m in MODES)]
 
     def get_retriever(self):
         if self.retriever is None:
-            from assistant.index import open_retriever
-
             try:
-                self.retriever = open_retriever(self.settings, self.index or self.settings.index)
+                self.retriever = self.session.retriever()
             except OnboardError as e:
                 raise RequestError(f"retrieval is not available: {e}", param="mode") from None
         return self.retriever
@@ -104,8 +109,10 @@ def interpret(state: ServerState, body) -> dict:
         mode = model.split(":", 1)[1]
     extra_mode = getattr(body, "mode", None) or (body.model_extra or {}).get("mode")
     if extra_mode is not None:
-        if extra_mode not in MODES:
-            raise RequestError(f"unknown mode {extra_mode!r}; choose one of: {', '.join(MODES)}", param="mode")
+        try:
+            check_mode(extra_mode)
+        except OnboardError as e:
+            raise RequestError(str(e), param="mode") from None
         mode = extra_mode
     if not body.messages:
         raise RequestError("messages is empty: send at least one message with role 'user'", param="messages")
@@ -161,9 +168,10 @@ def _worker(state: ServerState, plan: dict, emit, cancel: threading.Event) -> No
                 pieces = model.stream_chat(plan["messages"], max_tokens=plan["max_tokens"],
                                            temperature=plan["temperature"], stop=plan["stop"], cancel=cancel)
             else:
-                job = AnswerJob(plan["question"], model, mode=plan["mode"], retriever=state.get_retriever(),
-                                k=state.settings.top_k, history=plan["history"], max_tokens=plan["max_tokens"],
-                                temperature=plan["temperature"], cancel=cancel, model_name=plan["model_name"])
+                state.get_retriever()
+                job = state.session.job(plan["question"], mode=plan["mode"], history=plan["history"],
+                                        max_tokens=plan["max_tokens"], temperature=plan["temperature"],
+                                        cancel=cancel, label=plan["model_name"])
                 sources = job.prepare()
                 pieces = job.stream()
             ready = False
@@ -340,16 +348,10 @@ def create_app(state: ServerState):
 # --- running it --------------------------------------------------------------------------
 def build_state(settings, model: str | None = None, index: str | None = None, mode: str | None = None,
                 api_key: str | None = None, cite_sources: bool = True) -> ServerState:
-    from assistant.cli import open_model
-    from assistant.models import model_label
-
-    mode = mode or "plain"
-    if mode not in MODES:
-        raise OnboardError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
-    name = model or settings.model
-    chat_model = open_model(settings, name)
-    state = ServerState(model=chat_model, model_id=model_label(name), settings=settings, mode=mode,
-                        index=index, api_key=api_key, cite_sources=cite_sources)
+    mode = check_mode(mode or "plain")
+    session = Session(settings, model_name=model, index=index)
+    state = ServerState(model=session.model(), model_id=session.model_label, settings=settings, mode=mode,
+                        index=index, api_key=api_key, cite_sources=cite_sources, session=session)
     if mode != "plain":
         state.retriever = None
         try:

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from assistant.errors import OnboardError
-from assistant.models import check_gguf
+from assistant.llm.registry import check_gguf
 
 EVAL_CTX = 512
 EVAL_MAX_TOKENS = 1024
@@ -82,11 +82,11 @@ def gguf_metadata(path: Path) -> dict:
     vocabulary (seconds for a 49k-token model)."""
     import llama_cpp
 
-    from assistant.llm import _quiet_stderr
+    from assistant.llm.chat_model import quiet_stderr
 
     check_gguf(path)
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     except (ValueError, RuntimeError, OSError) as e:
         raise OnboardError(f"cannot read {path}: {e} (truncated or unsupported GGUF?)") from None
@@ -112,11 +112,11 @@ def evaluate_gguf(path: Path, eval_text: str, n_threads: int | None = None, n_ct
     import llama_cpp
     import numpy as np
 
-    from assistant.llm import _quiet_stderr
+    from assistant.llm.chat_model import quiet_stderr
 
     check_gguf(path)
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_ctx, logits_all=True,
                                   n_threads=n_threads or os.cpu_count(), verbose=False, seed=0)
     except (ValueError, RuntimeError, OSError) as e:

@@ -36,7 +36,7 @@ def onboard_home(_guard_and_home) -> Path:
 @pytest.fixture(scope="session")
 def smollm_gguf() -> Path:
     """The real default model (SmolLM2-135M-Instruct Q4_1) from its PyPI package."""
-    from assistant.models import resolve_model
+    from assistant.llm.registry import resolve_model
     from assistant.settings import Settings
 
     return resolve_model("smollm2-135m", Settings(home=Path("/nonexistent-not-needed")))
@@ -45,7 +45,7 @@ def smollm_gguf() -> Path:
 @pytest.fixture(scope="session")
 def smollm(smollm_gguf):
     """A loaded ChatModel shared by the session (loading is the slow part)."""
-    from assistant.llm import load_chat_model
+    from assistant.llm.chat_model import load_chat_model
 
     return load_chat_model(smollm_gguf, n_ctx=4096, n_threads=2, seed=0)
 

@@ -20,7 +20,8 @@ import shutil
 from pathlib import Path
 
 from assistant.errors import OnboardError
-from assistant.models import resolve_model, sha256_file
+from assistant.files import sha256_file
+from assistant.llm.registry import resolve_model
 from assistant.settings import Settings
 
 
@@ -67,7 +68,7 @@ def gguf_sha(gguf: Path, settings: Settings) -> str:
     key = _gguf_key(gguf)
     if key not in memo:
         memo[key] = sha256_file(gguf)
-        from assistant.models import atomic_write_text
+        from assistant.files import atomic_write_text
 
         atomic_write_text(memo_file, json.dumps(memo, indent=1))
     return memo[key]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import OnboardError
-from assistant.jsonl import iter_jsonl
+from assistant.files import iter_jsonl
 
 
 @dataclass
@@ -105,8 +105,14 @@ def make_progress_callback(title: str, enabled: bool):
 
         def on_train_begin(self, args, state, control, **kw):
             if enabled:
-                from rich.progress import (BarColumn, MofNCompleteColumn, Progress as Bar,
-                                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    TextColumn,
+                    TimeElapsedColumn,
+                    TimeRemainingColumn,
+                )
+                from rich.progress import Progress as Bar
 
                 self.progress = Bar(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                     TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
@@ -227,7 +233,7 @@ def load_model(path: Path, device: Device, packed: bool = False):
 
     kw = {}
     if packed:
-        from .attention import register
+        from train.attention import register
 
         kw["attn_implementation"] = register()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=device.torch_dtype, **kw)
@@ -316,8 +322,7 @@ def stage_parser(description: str, data_kind: str, lr: float):
 def stage_inputs(args) -> tuple[Path, StageContext]:
     """(base model folder, stage context) for a stage script's parsed stage_parser arguments."""
     from assistant.settings import load_settings
-
-    from .base import hf_model_dir
+    from train.base import hf_model_dir
 
     settings = load_settings()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -83,7 +83,7 @@ def normalize_question(text: str) -> str:
 
 def embed(texts: list[str]):
     """Unit-normalised embeddings with the index's embedder (loaded once per process)."""
-    from assistant.index import embed_texts
+    from assistant.rag.embedders import embed_texts
 
     return embed_texts(list(texts))
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from assistant.errors import OnboardError
-from assistant.jsonl import iter_jsonl
+from assistant.files import iter_jsonl
 
 KEY_ALIASES = (("question", "answer"), ("prompt", "response"), ("instruction", "output"),
                ("q", "a"))
@@ -89,9 +89,8 @@ def import_qa(path: Path, out_dir: Path, settings=None, corpus: Path | None = No
               distractors: int = 3, p_oracle: float = 0.8, seed: int = 0, filter_config=None) -> dict:
     """Read, filter and format `path` into out_dir (sft.jsonl, dpo.jsonl when possible, card)."""
     from assistant.settings import load_settings
-
-    from .data_filter import FilterConfig, embed, filter_pairs
-    from .synth_format import corpus_hash, write_card, write_datasets
+    from train.data_filter import FilterConfig, embed, filter_pairs
+    from train.synth_format import corpus_hash, write_card, write_datasets
 
     settings = settings or load_settings()
     path, out_dir = Path(path).expanduser(), Path(out_dir).expanduser()
@@ -102,10 +101,9 @@ def import_qa(path: Path, out_dir: Path, settings=None, corpus: Path | None = No
         raise OnboardError(f"cannot create {out_dir}: {e.strerror}") from None
     chunks_by_id, pool, corpus_info = {}, None, None
     if corpus is not None:
-        from assistant.chunking import chunk_documents
-        from assistant.ingest import load_documents
-
-        from .synth import MIN_CHUNK_TOKENS
+        from assistant.rag.chunking import chunk_documents
+        from assistant.rag.ingest import load_documents
+        from train.synth import MIN_CHUNK_TOKENS
 
         docs, report = load_documents(Path(corpus).expanduser())
         all_chunks = chunk_documents(docs, settings.chunk_tokens, settings.chunk_overlap)

@@ -19,10 +19,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .common import (StageContext, last_checkpoint, load_model, load_rows, lora_config,
-                     make_progress_callback, quiet_trainer, save_merged, stage_inputs, stage_parser,
-                     train_metrics, training_args_kwargs)
-from .recipe import DpoParams
+from train.common import (
+    StageContext,
+    last_checkpoint,
+    load_model,
+    load_rows,
+    lora_config,
+    make_progress_callback,
+    quiet_trainer,
+    save_merged,
+    stage_inputs,
+    stage_parser,
+    train_metrics,
+    training_args_kwargs,
+)
+from train.recipe import DpoParams
 
 
 def dpo_config(p: DpoParams, ctx: StageContext):

@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import Callable
 
 from assistant.errors import OnboardError
-
-from .base import model_signature
-from .common import StageContext
-from .recipe import MergeParams
+from train.base import model_signature
+from train.common import StageContext
+from train.recipe import MergeParams
 
 Scorer = Callable[[Path], float]
 
@@ -194,9 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-data", type=Path, help="sft.jsonl whose last rows the default scorer uses")
     args = ap.parse_args(argv)
     from assistant.settings import load_settings
-
-    from .base import hf_model_dir
-    from .common import detect_device, read_jsonl
+    from train.base import hf_model_dir
+    from train.common import detect_device, read_jsonl
 
     settings = load_settings()
     first, second = (hf_model_dir(m, settings) for m in args.models)

@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Callable
 
 from assistant.errors import OnboardError
-from assistant.models import atomic_write_text, sha256_file
-
-from .recipe import BASE, PREVIOUS, Recipe, Stage, load_recipe
+from assistant.files import atomic_write_text, sha256_file
+from train.recipe import BASE, PREVIOUS, Recipe, Stage, load_recipe
 
 QUICK_STEPS = 5  # --quick: a smoke run of every stage, a few optimizer steps each
 MANIFEST = "manifest.json"
@@ -58,7 +57,7 @@ class _Inputs:
         self._hashes: dict[Path, str] = {}
 
     def resolve(self, ref: str) -> tuple[Path, str]:
-        from .base import gguf_sha, hf_model_dir
+        from train.base import gguf_sha, hf_model_dir
 
         if ref == PREVIOUS:
             return self.outputs[self.previous]
@@ -124,8 +123,7 @@ def run_recipe(recipe: Recipe | str | os.PathLike, out_dir: Path, *, data_dir: P
     scorer: `fn(model_dir) -> float` (higher is better) for merge stages that sweep `t`.
     """
     from assistant.settings import load_settings
-
-    from .common import detect_device, loss_chart, read_jsonl
+    from train.common import detect_device, loss_chart, read_jsonl
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
@@ -144,7 +142,7 @@ def run_recipe(recipe: Recipe | str | os.PathLike, out_dir: Path, *, data_dir: P
         for ref in s.models or [s.model]:
             if ref not in (PREVIOUS, BASE) and ref not in {x.name for x in recipe.stages} \
                     and ref not in {**recipe.models, **(models or {})} and not Path(ref).expanduser().exists():
-                from assistant.models import resolve_model
+                from assistant.llm.registry import resolve_model
 
                 resolve_model(ref, settings)  # unknown name -> one clear line now, not at stage 3
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -174,7 +172,7 @@ def run_recipe(recipe: Recipe | str | os.PathLike, out_dir: Path, *, data_dir: P
             stage_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(stage_dir / "run-key.json", json.dumps({"key": key}))
             (stage_dir / MANIFEST).unlink(missing_ok=True)
-            from .common import StageContext, last_checkpoint
+            from train.common import StageContext, last_checkpoint
 
             ckpt = last_checkpoint(stage_dir / "checkpoints")
             say(f"[bold cyan]▶[/] stage {i} {stage.name} ({stage.type})"
@@ -216,15 +214,15 @@ def run_recipe(recipe: Recipe | str | os.PathLike, out_dir: Path, *, data_dir: P
 
 def _run_stage(stage: Stage, models: list[Path], data_files: list[Path], ctx, scorer, data_dir) -> dict:
     if stage.type == "sft":
-        from .sft import run_sft
+        from train.sft import run_sft
 
         return run_sft(models[0], data_files, stage.params, ctx)
     if stage.type == "dpo":
-        from .dpo import run_dpo
+        from train.dpo import run_dpo
 
         return run_dpo(models[0], data_files, stage.params, ctx)
-    from .common import read_jsonl
-    from .merge import run_merge_stage
+    from train.common import read_jsonl
+    from train.merge import run_merge_stage
 
     if stage.params.sweep and not ctx.extras.get("heldout_rows") and data_dir is not None \
             and (data_dir / "sft.jsonl").is_file():

@@ -29,10 +29,21 @@ import random
 import time
 from pathlib import Path
 
-from .common import (StageContext, last_checkpoint, load_model, load_rows, lora_config,
-                     make_progress_callback, quiet_trainer, save_merged, stage_inputs, stage_parser,
-                     train_metrics, training_args_kwargs)
-from .recipe import SftParams
+from train.common import (
+    StageContext,
+    last_checkpoint,
+    load_model,
+    load_rows,
+    lora_config,
+    make_progress_callback,
+    quiet_trainer,
+    save_merged,
+    stage_inputs,
+    stage_parser,
+    train_metrics,
+    training_args_kwargs,
+)
+from train.recipe import SftParams
 
 
 def split_holdout(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -86,7 +97,7 @@ def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageCon
     if heldout:
         import json
 
-        from assistant.models import atomic_write_text
+        from assistant.files import atomic_write_text
 
         atomic_write_text(ctx.out_dir / "heldout.jsonl",
                           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in heldout))

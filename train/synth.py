@@ -26,8 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 from assistant.errors import OnboardError
-
-from .teacher import BadReply, DEFAULT_TEACHER, call_seed
+from train.teacher import DEFAULT_TEACHER, BadReply, call_seed
 
 KINDS = ("factual", "how-to", "why", "multi-step")
 KIND_HINTS = {
@@ -134,7 +133,7 @@ def _lock(out_dir: Path):
 
 
 def _check_config(out_dir: Path, config: dict) -> None:
-    from assistant.models import atomic_write_text
+    from assistant.files import atomic_write_text
 
     path = out_dir / "synth-config.json"
     if path.is_file() and (out_dir / "qa.jsonl").is_file():
@@ -164,7 +163,7 @@ def select_chunks(chunks: list, max_chunks: int | None, seed: int) -> list:
 
 def synth_chunk(chunk, teacher, student, *, questions: int, rephrasings: int, seed: int) -> dict:
     """One chunk -> one record (pairs with student answers, rephrasings, failure counts)."""
-    from assistant.answer import SYSTEM_PLAIN
+    from assistant.chat.prompts import SYSTEM_PLAIN
 
     teacher.reset()
     if student is not None:
@@ -211,8 +210,14 @@ def synth_chunk(chunk, teacher, student, *, questions: int, rephrasings: int, se
 
 def _progress(enabled: bool):
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[pairs]} pairs"), TimeElapsedColumn(),
@@ -226,12 +231,11 @@ def synthesize(corpus: Path, out_dir: Path, teacher: str = DEFAULT_TEACHER, *, q
                settings=None, progress: bool = True, teacher_model: str | None = None,
                grammar: bool = True, filter_config=None) -> dict:
     """Generate (or resume) qa.jsonl for the corpus, then write the filtered datasets + card."""
-    from assistant.chunking import chunk_documents
-    from assistant.ingest import load_documents
+    from assistant.rag.chunking import chunk_documents
+    from assistant.rag.ingest import load_documents
     from assistant.settings import load_settings
-
-    from .data_filter import FilterConfig, embed, filter_pairs, filter_texts
-    from .synth_format import corpus_hash, write_card, write_datasets
+    from train.data_filter import FilterConfig, embed, filter_pairs, filter_texts
+    from train.synth_format import corpus_hash, write_card, write_datasets
 
     settings = settings or load_settings()
     if questions_per_chunk < 0 or rephrasings < 0 or distractors < 0:
@@ -266,13 +270,13 @@ def synthesize(corpus: Path, out_dir: Path, teacher: str = DEFAULT_TEACHER, *, q
         todo = [c for c in selected if c.id not in records]
         teacher_obj, teacher_info = None, {"name": teacher}
         if todo:
-            from .teacher import open_teacher
+            from train.teacher import open_teacher
 
             teacher_obj = open_teacher(teacher, settings, model=teacher_model, use_grammar=grammar)
             teacher_info = teacher_obj.describe()
             student_model = None
             if student and questions_per_chunk:
-                from assistant.cli import open_model
+                from assistant.chat.session import open_model
 
                 student_model = open_model(settings, student)
             n_pairs = sum(len(records[c.id]["pairs"]) for c in selected if c.id in records)

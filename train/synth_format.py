@@ -7,7 +7,7 @@ Files written (atomically) into the output folder:
                      `distractors` other chunks (oracle left out with probability 1 - p_oracle,
                      so the model also learns to answer from memory), the answer citing the
                      oracle's number like [2];
-                 prompts are built with assistant.answer's own functions, so training text
+                 prompts are built with assistant.chat.prompts' own functions, so training text
                  looks exactly like what `onboard ask/chat` sends at inference time;
   dpo.jsonl      prompt/chosen/rejected (conversational): chosen = the teacher's grounded answer,
                  rejected = the student's closed-book answer where it disagrees (word F1 below
@@ -24,11 +24,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from assistant.answer import SYSTEM_PLAIN, SYSTEM_RAG, Hit, rag_user_message
-from assistant.models import atomic_write_text
-
-from .data_filter import token_f1
-from .teacher import call_seed
+from assistant.chat.prompts import SYSTEM_PLAIN, SYSTEM_RAG, rag_user_message
+from assistant.files import atomic_write_text
+from assistant.rag.hits import Hit
+from train.data_filter import token_f1
+from train.teacher import call_seed
 
 DISAGREE_F1 = 0.5  # below this word-overlap F1 a student answer counts as a different answer
 

@@ -154,7 +154,7 @@ class LocalTeacher(Teacher):
     def __init__(self, path: Path, *, name: str | None = None, n_ctx: int = 4096,
                  n_threads: int | None = None, seed: int = 0, **kw):
         super().__init__(**kw)
-        from assistant.llm import load_chat_model
+        from assistant.llm.chat_model import load_chat_model
 
         self.path = Path(path)
         self.name = name or self.path.name
@@ -183,7 +183,7 @@ class LocalTeacher(Teacher):
         return reply["choices"][0]["message"]["content"] or ""
 
     def describe(self) -> dict:
-        from assistant.models import sha256_file
+        from assistant.files import sha256_file
 
         return {**super().describe(), "path": str(self.path),
                 "sha256": sha256_file(self.path) if self.path.stat().st_size < 2e9 else None}
@@ -262,7 +262,7 @@ class HttpTeacher(Teacher):
 def open_teacher(spec: str | None, settings, *, model: str | None = None, retries: int = 2,
                  use_grammar: bool = True) -> Teacher:
     """`spec`: http(s) URL -> HttpTeacher; registry name or .gguf path -> LocalTeacher."""
-    from assistant.models import model_label, resolve_model
+    from assistant.llm.registry import model_label, resolve_model
 
     spec = (spec or DEFAULT_TEACHER).strip()
     if spec.startswith(("http://", "https://")):

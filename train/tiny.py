@@ -13,7 +13,7 @@ def smollm2_tokenizer(cache_dir: Path | None = None):
     """The SmolLM2-135M-Instruct tokenizer, loaded offline from the packaged GGUF."""
     from transformers import AutoTokenizer
 
-    from assistant.models import resolve_model
+    from assistant.llm.registry import resolve_model
     from assistant.settings import load_settings
 
     gguf = resolve_model("smollm2-135m", load_settings())

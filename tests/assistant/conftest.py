@@ -13,7 +13,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def nitro_index_home(tmp_path_factory, nitro_docs) -> Path:
-    from assistant.index import index_path
+    from assistant.rag.index import index_path
     from assistant.settings import Settings
 
     home = tmp_path_factory.mktemp("nitro_index_home")

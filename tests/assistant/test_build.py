@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.build import STAGES, Build, default_name, make_config
+from assistant.build import STAGES, Build, BuildConfig, default_name, make_config
 from assistant.errors import OnboardError
 from assistant.settings import load_settings
 
@@ -20,19 +20,19 @@ def test_default_name_skips_generic_folders(tmp_path):
 def test_quick_config_is_small_and_bad_paths_fail(tmp_path):
     s = load_settings()
     (tmp_path / "docs").mkdir()
-    cfg = make_config(s, tmp_path / "docs", quick=True)
+    cfg = make_config(s, BuildConfig(str(tmp_path / "docs"), quick=True))
     assert cfg.max_chunks and cfg.max_chunks <= 50 and cfg.max_steps and cfg.max_steps <= 50 and cfg.runs <= 3
     assert cfg.teacher == cfg.student  # no 1.5B teacher on the CPU quick path
     with pytest.raises(OnboardError, match="not a folder"):
-        make_config(s, tmp_path / "missing")
+        make_config(s, BuildConfig(str(tmp_path / "missing")))
     with pytest.raises(OnboardError, match="--data"):
-        make_config(s, tmp_path / "docs", data=str(tmp_path / "nope.csv"))
+        make_config(s, BuildConfig(str(tmp_path / "docs"), data=str(tmp_path / "nope.csv")))
 
 
 def test_build_skips_done_stages_and_resumes_after_a_failure(tmp_path):
     s = load_settings()
     (tmp_path / "docs").mkdir()
-    cfg = make_config(s, tmp_path / "docs", quick=True, name="t")
+    cfg = make_config(s, BuildConfig(str(tmp_path / "docs"), quick=True, name="t"))
     calls: list[str] = []
     fail = {"train"}
 

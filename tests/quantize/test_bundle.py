@@ -19,7 +19,7 @@ from tests.quantize.widget_docs import DOCS
 @pytest.fixture(scope="module")
 def bundle_file(tmp_path_factory, smollm_gguf) -> Path:
     """A bundle of the real SmolLM2 (as 'widget-helper') and a small real Chroma index."""
-    from assistant.index import index_path
+    from assistant.rag.index import index_path
 
     home = tmp_path_factory.mktemp("bundle_src_home")
     docs = home / "docs_src"

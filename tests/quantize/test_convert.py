@@ -46,7 +46,8 @@ def test_round_trip_tiny_llama_cli_and_resume(tiny_llama_dir, run_cli, onboard_h
     assert card["quant"] == "Q4_K_M" and card["arch"] == "llama" and card["params"] == "3.2M"
     assert card["quantize"]["types"]["q8_0"]["ppl_ratio"] == report["q8_0"]["ppl_ratio"]
     assert "## Quantization" in (folder / "card.md").read_text()
-    from assistant.models import resolve_model, sha256_file
+    from assistant.files import sha256_file
+    from assistant.llm.registry import resolve_model
 
     settings = _settings()
     assert sha256_file(resolve_model("tiny-q", settings)) == card["sha256"]

@@ -10,7 +10,7 @@ import jinja2
 import pytest
 
 from assistant.errors import OnboardError
-from assistant.models import sha256_file
+from assistant.files import sha256_file
 from quantize.convert import gguf_metadata
 from quantize.export import FAMILIES, detect_family
 

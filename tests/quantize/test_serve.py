@@ -16,7 +16,7 @@ from tests.quantize.widget_docs import DOCS
 @pytest.fixture(scope="module")
 def server(smollm, tmp_path_factory):
     """One server for the module, plain by default; rag through a small real Chroma index."""
-    from assistant.index import index_path, open_retriever
+    from assistant.rag.index import index_path, open_retriever
 
     home = tmp_path_factory.mktemp("serve_home")
     docs = home / "docs_src"
@@ -138,8 +138,9 @@ def test_serve_command_refuses_unknown_mode(run_cli):
 
 
 def test_loopback_is_the_default_host():
-    from quantize.cli import register
     import argparse
+
+    from assistant.cli.quantize import register
 
     sub = argparse.ArgumentParser().add_subparsers()
     register(sub)

@@ -1,8 +1,15 @@
 """Filters: length bounds, exact and near-duplicate questions (real embedder), grounding."""
 from __future__ import annotations
 
-from train.data_filter import (FilterConfig, filter_pairs, filter_texts, grounding, near_duplicate_of,
-                               summary_table, token_f1)
+from train.data_filter import (
+    FilterConfig,
+    filter_pairs,
+    filter_texts,
+    grounding,
+    near_duplicate_of,
+    summary_table,
+    token_f1,
+)
 
 CHUNK = ("Nitro listens on port 3928 by default. Start the server with the nitro binary, then load a "
          "model by posting llama_model_path and ctx_len to /inferences/llamacpp/loadmodel.")

@@ -118,8 +118,8 @@ def test_kill_9_then_resume_has_no_duplicates_or_holes(nitro_docs, tmp_path, sma
     after = read_jsonl(qa)
     assert after[: len(before)] == before  # finished chunks untouched
     ids = [r["chunk_id"] for r in after]
-    from assistant.chunking import chunk_documents
-    from assistant.ingest import load_documents
+    from assistant.rag.chunking import chunk_documents
+    from assistant.rag.ingest import load_documents
 
     expected = synth.select_chunks(chunk_documents(load_documents(nitro_docs)[0], 100, 10), 4, 0)
     assert len(ids) == len(set(ids)) == 4 and set(ids) == {c.id for c in expected}

