@@ -73,7 +73,7 @@ def _model_files(settings, name: str, as_name: str | None) -> tuple[list[tuple[P
 
 
 def _index_files(settings, index: str) -> tuple[list[tuple[Path, str]], int]:
-    from assistant.rag.index import index_dir, index_exists, open_collection
+    from assistant.rag.store import index_dir, index_exists, open_collection
 
     if settings.chroma_url:
         raise OnboardError("bundles carry an embedded index; drop --chroma-url (server indexes cannot be bundled)")
@@ -174,7 +174,7 @@ def _verify_staging(path: Path, staging: Path) -> dict:
 
 def _check_names(path: Path, name, index) -> None:
     from assistant.llm.registry import check_model_name
-    from assistant.rag.index import check_index_name
+    from assistant.rag.store import check_index_name
 
     if not isinstance(name, str) or "\\" in name or ".." in name:
         raise OnboardError(f"bundle {path} names an invalid model {name!r}; refusing it")

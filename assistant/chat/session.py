@@ -61,14 +61,15 @@ class Session:
         """Index NAME opened for searching. `build_first(corpus)` builds the default "docs" index
         on first use when given (the TUI shows a screen meanwhile); otherwise open_retriever does."""
         from assistant.rag import index as index_mod
+        from assistant.rag import store
 
         name = name or self.index
         with self._index_lock:
             if name not in self._retrievers:
                 corpus = index_mod.default_corpus_path()
                 if (build_first is not None and name == "docs" and corpus is not None
-                        and not self.settings.chroma_url and not index_mod.index_exists(self.settings, name)
-                        and not index_mod.read_manifest(self.settings, name).get("files")):
+                        and not self.settings.chroma_url and not store.index_exists(self.settings, name)
+                        and not store.read_manifest(self.settings, name).get("files")):
                     build_first(corpus)
                 self._retrievers[name] = index_mod.open_retriever(self.settings, name, progress=self.progress)
             return self._retrievers[name]

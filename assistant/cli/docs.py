@@ -86,7 +86,7 @@ def cmd_corpus_get(args, settings) -> int:
 
 def cmd_corpus_list(args, settings) -> int:
     from assistant.rag.corpus import KNOWN_CORPORA, corpus_dir
-    from assistant.rag.index import index_exists
+    from assistant.rag.store import index_exists
 
     for spec in KNOWN_CORPORA.values():
         state = "indexed" if index_exists(settings, spec.name) else "not fetched"

@@ -3,9 +3,7 @@
     stats = index_path(settings, Path("docs"), name="docs")     # onboard index docs
     hits = open_retriever(settings, "docs").search("How do I install it?", k=4)
 
-Layout: $ONBOARD_HOME/indexes/NAME/chroma (embedded PersistentClient) and
-$ONBOARD_HOME/indexes/NAME/manifest.json; with `settings.chroma_url` the chunks live in the
-collection `onboard-NAME` on that server instead (the manifest stays local).
+Where the chunks and the manifest are kept: store.py.
 
 Incremental by content: a chunk's id hashes its path, position, heading and text, so re-indexing
 adds only chunks whose ids are missing from the collection and deletes ids no longer produced.
@@ -21,18 +19,17 @@ exported once, 4x faster for one short query, 1.6x for chunks).
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 from assistant.errors import OnboardError
 from assistant.files import sha256_file
 from assistant.rag.embedders import EMBED_FORMAT, EMBED_MAX_SEQ, EMBEDDER, embed_query, embed_texts
 from assistant.rag.onnx_embedder import chunk_embedder, get_onnx_embedder
+from assistant.rag.store import check_index_name, index_exists, open_collection, read_manifest, write_manifest
 from assistant.settings import Settings
 
 MANIFEST_VERSION = 1
@@ -61,101 +58,11 @@ class IndexStats:
         return {**asdict(self), "chunks_per_s": round(self.chunks_per_s, 1)}
 
 
-# --- chroma ----------------------------------------------------------------------------------
-def check_index_name(name: str) -> str:
-    ok = name and len(name) <= 60 and name[0].isalnum() and all(c.isalnum() or c in "-_." for c in name)
-    if not ok:
-        raise OnboardError(f"invalid index name {name!r}: use letters, digits, '-', '_' and '.' (e.g. docs, nitro)")
-    return name
-
-
-def index_dir(settings: Settings, name: str) -> Path:
-    return settings.indexes_dir / check_index_name(name)
-
-
-def collection_name(name: str) -> str:
-    return f"onboard-{name}"
-
-
-def _client(settings: Settings, name: str, create: bool):
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
-    if settings.chroma_url:
-        url = urlparse(settings.chroma_url if "://" in settings.chroma_url else f"http://{settings.chroma_url}")
-        if not url.hostname:
-            raise OnboardError(f"--chroma-url {settings.chroma_url!r} is not a URL like http://host:8000")
-        try:
-            return chromadb.HttpClient(host=url.hostname, port=url.port or (443 if url.scheme == "https" else 8000),
-                                       ssl=url.scheme == "https", settings=chroma_settings)
-        except Exception as e:  # connection refused, DNS, TLS: all mean "server not reachable"
-            raise OnboardError(f"cannot reach the Chroma server at {settings.chroma_url} ({type(e).__name__}); "
-                               "start it with: chroma run --path DIR, or drop --chroma-url") from None
-    path = index_dir(settings, name) / "chroma"
-    if create:
-        path.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
-
-
-def open_collection(settings: Settings, name: str, create: bool):
-    client = _client(settings, name, create)
-    if create:
-        return client.get_or_create_collection(
-            collection_name(name), embedding_function=None,
-            configuration={"hnsw": {"space": "cosine"}},
-            metadata={"onboard_embedder": EMBEDDER, "onboard_format": EMBED_FORMAT})
-    try:
-        return client.get_collection(collection_name(name), embedding_function=None)
-    except Exception:  # chromadb raises NotFoundError / ValueError depending on backend
-        return None
-
-
-# --- manifest --------------------------------------------------------------------------------
-def manifest_path(settings: Settings, name: str) -> Path:
-    return index_dir(settings, name) / "manifest.json"
-
-
-def read_manifest(settings: Settings, name: str) -> dict:
-    try:
-        return json.loads(manifest_path(settings, name).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_manifest(settings: Settings, name: str, data: dict) -> None:
-    from assistant.files import atomic_write_text
-
-    atomic_write_text(manifest_path(settings, name), json.dumps(data, separators=(",", ":")))
-
-
-def list_indexes(settings: Settings) -> list[str]:
-    """Names of the local indexes under $ONBOARD_HOME/indexes (built or interrupted)."""
-    root = settings.indexes_dir
-    return sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
-
-
-def index_exists(settings: Settings, name: str) -> bool:
-    """True when NAME was built to completion (for a server index: its collection has chunks)."""
-    if settings.chroma_url:
-        col = open_collection(settings, name, create=False)
-        return col is not None and col.count() > 0
-    return bool(read_manifest(settings, name).get("complete"))
-
-
 def index_path(settings: Settings, source: Path, name: str = "docs", chunk_tokens: int | None = None,
                overlap: int | None = None, progress: bool = True, max_file_mb: float | None = None) -> IndexStats:
     """Build or update index NAME from a docs folder or file; returns what changed."""
-    from assistant.rag.chunking import TOKENIZER_MODEL, chunk_documents
-    from assistant.rag.ingest import (
-        DEFAULT_MAX_FILE_MB,
-        IngestReport,
-        SkipFile,
-        empty_corpus_message,
-        iter_files,
-        load_file,
-        rel_path,
-    )
+    from assistant.rag.chunking import TOKENIZER_MODEL
+    from assistant.rag.ingest import DEFAULT_MAX_FILE_MB, empty_corpus_message
 
     t0 = time.perf_counter()
     check_index_name(name)
@@ -165,7 +72,6 @@ def index_path(settings: Settings, source: Path, name: str = "docs", chunk_token
     source = source.resolve()
     chunk_tokens = chunk_tokens or settings.chunk_tokens
     overlap = settings.chunk_overlap if overlap is None else overlap
-    max_bytes = int((max_file_mb or DEFAULT_MAX_FILE_MB) * 1e6)
     config = {"chunk_tokens": chunk_tokens, "overlap": overlap, "tokenizer": TOKENIZER_MODEL,
               "embedder": EMBEDDER, "embed_format": EMBED_FORMAT, "max_seq": EMBED_MAX_SEQ}
     old = read_manifest(settings, name)
@@ -175,67 +81,94 @@ def index_path(settings: Settings, source: Path, name: str = "docs", chunk_token
     col = open_collection(settings, name, create=True)
     existing = set(col.get(include=[])["ids"])
     stats = IndexStats(name=name, source=str(source))
-    report = IngestReport(root=str(source))
-    files: dict[str, dict] = {}
-    pending = []  # chunks to embed, in file order
-    expected: set[str] = set()
+    scan = scan_source(source, old_files, existing, chunk_tokens, overlap,
+                       int((max_file_mb or DEFAULT_MAX_FILE_MB) * 1e6))
+    stats.files, stats.files_changed = len(scan.files), scan.changed
+    stats.skipped = [{"path": p, "reason": r} for p, r in scan.report.skipped]
+    if not scan.files:
+        raise OnboardError(empty_corpus_message(source, scan.report))
+
+    stale = sorted(existing - scan.expected)
+    manifest = {"version": MANIFEST_VERSION, "config": config, "source": str(source), "name": name,
+                "complete": False, "files": scan.files}
+    if stale or scan.pending or not old.get("complete") or not reuse or set(old_files) != set(scan.files):
+        write_manifest(settings, name, manifest)  # "complete": false until the end
+    for i in range(0, len(stale), 5000):
+        col.delete(ids=stale[i:i + 5000])
+    stats.deleted = len(stale)
+    if scan.pending:
+        stats.embed_seconds = _embed_and_store(col, scan.pending, progress, name, chunk_embedder(settings, progress))
+    stats.added = len(scan.pending)
+    stats.chunks = col.count()
+    manifest.update(complete=True, chunks=stats.chunks, updated=time.time())
+    if stats.added or stats.deleted or not old.get("complete") or old.get("files") != scan.files:
+        write_manifest(settings, name, manifest)
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+@dataclass
+class Scan:
+    """What a pass over the source found: each file's manifest entry, the chunk ids the index
+    should hold, the chunks still to embed (in file order), and what was skipped."""
+
+    report: object
+    files: dict = field(default_factory=dict)
+    expected: set = field(default_factory=set)
+    pending: list = field(default_factory=list)
+    changed: int = 0
+
+
+def scan_source(source: Path, old_files: dict, existing: set, chunk_tokens: int, overlap: int,
+                max_bytes: int) -> Scan:
+    """Walk `source`; unchanged files reuse their manifest entry, others are read and chunked."""
+    from assistant.rag.chunking import chunk_documents
+    from assistant.rag.ingest import IngestReport, SkipFile, iter_files, load_file, rel_path
+
+    scan = Scan(report=IngestReport(root=str(source)))
     for file in iter_files(source):
-        report.files_seen += 1
+        scan.report.files_seen += 1
         rel = rel_path(file, source)
         try:
             st = os.stat(file)
         except OSError as e:
-            report.skipped.append((rel, f"unreadable ({e.strerror})"))
+            scan.report.skipped.append((rel, f"unreadable ({e.strerror})"))
             continue
-        prev = old_files.get(rel)
-        if prev and prev["size"] == st.st_size and prev["mtime_ns"] == st.st_mtime_ns and existing.issuperset(prev["ids"]):
-            files[rel] = prev
-            expected.update(prev["ids"])
+        kept = _unchanged_entry(file, st, old_files.get(rel), existing)
+        if kept is not None:
+            scan.files[rel] = kept
+            scan.expected.update(kept["ids"])
             continue
-        if prev and existing.issuperset(prev["ids"]):
-            try:  # touched but unchanged (checkout, copy): same bytes, same chunks
-                if sha256_file(file) == prev["sha256"]:
-                    files[rel] = {**prev, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-                    expected.update(prev["ids"])
-                    continue
-            except OSError:
-                pass  # load_file below reports why
         try:
             docs = load_file(file, rel, max_bytes)
         except SkipFile as e:
-            report.skipped.append((rel, str(e)))
+            scan.report.skipped.append((rel, str(e)))
             continue
         if not docs:
-            report.ignored += 1
+            scan.report.ignored += 1
             continue
-        stats.files_changed += 1
+        scan.changed += 1
         chunks = chunk_documents(docs, chunk_tokens, overlap)
         ids = [c.id for c in chunks]
-        files[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(file), "ids": ids}
-        expected.update(ids)
-        pending += [c for c in chunks if c.id not in existing]
-    stats.files = len(files)
-    stats.skipped = [{"path": p, "reason": r} for p, r in report.skipped]
-    if not files:
-        raise OnboardError(empty_corpus_message(source, report))
+        scan.files[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(file), "ids": ids}
+        scan.expected.update(ids)
+        scan.pending += [c for c in chunks if c.id not in existing]
+    return scan
 
-    stale = sorted(existing - expected)
-    manifest = {"version": MANIFEST_VERSION, "config": config, "source": str(source), "name": name,
-                "complete": False, "files": files}
-    if stale or pending or not old.get("complete") or not reuse or set(old_files) != set(files):
-        _write_manifest(settings, name, manifest)  # "complete": false until the end
-    for i in range(0, len(stale), 5000):
-        col.delete(ids=stale[i:i + 5000])
-    stats.deleted = len(stale)
-    if pending:
-        stats.embed_seconds = _embed_and_store(col, pending, progress, name, chunk_embedder(settings, progress))
-    stats.added = len(pending)
-    stats.chunks = col.count()
-    manifest.update(complete=True, chunks=stats.chunks, updated=time.time())
-    if stats.added or stats.deleted or not old.get("complete") or old.get("files") != files:
-        _write_manifest(settings, name, manifest)
-    stats.seconds = time.perf_counter() - t0
-    return stats
+
+def _unchanged_entry(file: Path, st: os.stat_result, prev: dict | None, existing: set) -> dict | None:
+    """The manifest entry to keep when `file` is as indexed before (same size and mtime, or
+    touched but with the same bytes) and all its chunks are still stored; else None."""
+    if not prev or not existing.issuperset(prev["ids"]):
+        return None
+    if prev["size"] == st.st_size and prev["mtime_ns"] == st.st_mtime_ns:
+        return prev
+    try:  # touched but unchanged (checkout, copy): same bytes, same chunks
+        if sha256_file(file) == prev["sha256"]:
+            return {**prev, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    except OSError:
+        pass  # load_file reports why
+    return None
 
 
 def _embed_and_store(col, chunks: list, progress: bool, name: str, embed=embed_texts) -> float:

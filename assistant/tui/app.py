@@ -94,7 +94,7 @@ class ChatApp(FeedbackActions, App):
         yield Footer()
 
     def _index_names(self) -> list[str]:
-        from assistant.rag.index import list_indexes
+        from assistant.rag.store import list_indexes
 
         return list_indexes(self.settings)
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from assistant.rag.chunking import chunk_documents
-from assistant.rag.index import index_exists, index_path, open_retriever, read_manifest
+from assistant.rag.index import index_path, open_retriever
+from assistant.rag.store import index_exists, read_manifest
 from assistant.rag.ingest import load_documents
 from assistant.settings import load_settings
 

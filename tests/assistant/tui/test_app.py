@@ -258,7 +258,7 @@ def test_link_citations_only_links_existing_sources():
 @sync
 async def test_first_run_builds_default_index_with_progress(smollm):
     """No index yet, rag mode: the app indexes the project's docs/ behind a progress screen."""
-    from assistant.rag.index import index_exists
+    from assistant.rag.store import index_exists
     from assistant.tui.widgets import IndexingScreen
 
     app = make_app(mode="rag")
