@@ -25,6 +25,55 @@ def _default_threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+MIN_CTX = 256  # below this no prompt with a document fits; llama.cpp also pads to 256
+
+# Allowed range of each numeric setting, (lowest, highest or None), inclusive. Every source of
+# settings - command-line options, ONBOARD_* variables, config.toml, imported bundles - ends in
+# Settings(...), whose __post_init__ checks this table, so a range is written once, here. A new
+# numeric setting adds one line; a setting without a line still gets its type checked.
+LIMITS: dict[str, tuple[float, float | None]] = {
+    "n_ctx": (MIN_CTX, 1 << 24),  # also capped per model at load time (llm/chat_model.py)
+    "n_threads": (1, 1024),
+    "seed": (0, 2**32 - 1),
+    "temperature": (0.0, 5.0),
+    "max_tokens": (1, 1 << 24),
+    "chunk_tokens": (16, 100_000),
+    "chunk_overlap": (0, 100_000),
+    "top_k": (1, 1000),
+    "kv_cache_mb": (0, 1 << 24),
+    "repeat_penalty": (0.1, 10.0),  # 1.0: off
+    "frequency_penalty": (-2.0, 2.0),  # OpenAI's range; 0.0: off
+    "presence_penalty": (-2.0, 2.0),
+    "loop_ngram": (0, 4096),  # 0: loop detector off
+    "loop_repeats": (1, 1000),
+}
+
+
+def check_setting(name: str, value, kind: str):
+    """`value` as the setting `name` of type `kind` ("int"/"float"), or one clear OnboardError.
+
+    Whole numbers only where a whole number is meant: 3.7 (or True) for n_ctx is an error, not 3."""
+    if kind == "int":
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise OnboardError(f"setting {name} must be a whole number, got {value!r}")
+    elif kind == "float":
+        try:
+            value = float(value) if not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            value = None
+        if value is None or value != value:  # NaN compares unequal to itself
+            raise OnboardError(f"setting {name} must be a number")
+    else:
+        return value
+    low, high = LIMITS.get(name, (None, None))
+    if (low is not None and value < low) or (high is not None and value > high):
+        span = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise OnboardError(f"setting {name} must be {span}, got {value}")
+    return value
+
+
 @dataclass
 class Settings:
     home: Path = field(default_factory=_default_home)
@@ -43,6 +92,12 @@ class Settings:
     # Document KV reuse (assistant/llm/kv_blocks.py): disk budget for stored document blocks under
     # cache/kv; 0 turns reuse off (every prompt reads its documents again).
     kv_cache_mb: int = 2048
+
+    def __post_init__(self):
+        for f in fields(self):
+            kind = str(f.type).replace(" | None", "")
+            if kind in ("int", "float") and not (getattr(self, f.name) is None and "None" in str(f.type)):
+                setattr(self, f.name, check_setting(f.name, getattr(self, f.name), kind))
 
     # --- derived locations -------------------------------------------------------------
     @property
@@ -73,11 +128,9 @@ class Settings:
 
 
 def _coerce(name: str, kind, raw):
+    if kind in ("int", "float"):
+        return check_setting(name, raw, kind)
     try:
-        if kind in ("int", int):
-            return int(raw)
-        if kind in ("float", float):
-            return float(raw)
         if kind in ("Path", Path):
             return Path(raw).expanduser()
         return str(raw)
@@ -107,6 +160,10 @@ def load_settings(**overrides) -> Settings:
         raise OnboardError(f"unknown setting(s) in {config}: {', '.join(sorted(unknown))}")
     for name, raw in list(values.items()):
         kind = types[name].replace(" | None", "")
-        values[name] = None if raw in (None, "") and "None" in types[name] else _coerce(name, kind, raw)
+        source = f"ONBOARD_{name.upper()}" if f"ONBOARD_{name.upper()}" in os.environ else config
+        try:
+            values[name] = None if raw in (None, "") and "None" in types[name] else _coerce(name, kind, raw)
+        except OnboardError as e:
+            raise OnboardError(f"{source}: {e}") from None
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)

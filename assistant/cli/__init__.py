@@ -31,11 +31,14 @@ COMMAND_MODULES = [
 
 
 def settings_from_args(args) -> Settings:
+    """Settings with this command's options applied; Settings checks every numeric value (ranges
+    in assistant/settings.py LIMITS), so `--ctx -5` or `--max-tokens 0` stop here with one line."""
     s = load_settings()
     return s.replace(
         model=getattr(args, "model", None), n_threads=getattr(args, "threads", None),
         n_ctx=getattr(args, "n_ctx", None), seed=getattr(args, "seed", None),
-        chroma_url=getattr(args, "chroma_url", None),
+        chroma_url=getattr(args, "chroma_url", None), max_tokens=getattr(args, "max_tokens", None),
+        top_k=getattr(args, "k", None), temperature=getattr(args, "temperature", None),
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from assistant.errors import OnboardError
+from assistant.llm.context_limit import check_context
 from assistant.llm.kv_blocks import BlockPrefill, BlockStore, Segment, two_sequence_context
 from assistant.llm.registry import check_gguf
 
@@ -73,6 +74,7 @@ class ChatModel:
     def __init__(self, path: str | Path, n_ctx: int = 4096, n_threads: int | None = None,
                  seed: int = 0, logits_all: bool = False, block_store: BlockStore | None = None):
         self.path = check_gguf(Path(path))
+        check_context(self.path, n_ctx)  # llama.cpp would allocate whatever n_ctx asks for
         self.lock = threading.RLock()
         import llama_cpp
 
