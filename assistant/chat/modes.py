@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
+from assistant.chat.condense import standalone_question
 from assistant.chat.prompts import SYSTEM_DRAFT, SYSTEM_PLAIN, SYSTEM_RAG, document_blocks, fit_hits, rag_user_message
 from assistant.errors import OnboardError
 from assistant.rag.hits import Hit, Retriever
@@ -65,6 +66,7 @@ class Answer:
     draft: str | None = None
     timings: dict = field(default_factory=dict)
     stopped: bool = False
+    query: str | None = None  # what retrieval searched (follow-ups condensed: condense.py)
 
     def to_dict(self) -> dict:
         d = {
@@ -75,6 +77,8 @@ class Answer:
         }
         if self.draft is not None:
             d["draft"] = self.draft
+        if self.query is not None:
+            d["query"] = self.query
         return d
 
 
@@ -124,11 +128,15 @@ class AnswerJob:
         user = question
         if r.mode != "plain":
             t = time.perf_counter()
-            query, r.draft = retrieval_query(self.model, question, r.mode, self.cancel)
+            standalone = standalone_question(self.model, question, self.history, self.cancel)
+            if standalone != question:
+                r.timings["condense_ms"] = round((time.perf_counter() - t) * 1000, 1)
+            t = time.perf_counter()
+            r.query, r.draft = retrieval_query(self.model, standalone, r.mode, self.cancel)
             if r.draft is not None:
                 r.timings["draft_ms"] = round((time.perf_counter() - t) * 1000, 1)
             t = time.perf_counter()
-            hits = self.retriever.search(query, self.k)
+            hits = self.retriever.search(r.query, self.k)
             r.timings["retrieve_ms"] = round((time.perf_counter() - t) * 1000, 2)
             r.sources = fit_hits(self.model, hits, room)
             user = rag_user_message(question, r.sources)
