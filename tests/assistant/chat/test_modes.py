@@ -23,24 +23,25 @@ def _check_sources(data):
     assert TIMING_KEYS <= set(data["timings"]) and data["tokens_per_s"] > 0
 
 
-def test_ask_rag_json(run_cli, nitro_home_env):
-    code, out, err = run_cli("ask", "--mode", "rag", "--index", "nitro", "--json", "--max-tokens", "48",
-                             "How do I enable continuous batching in Nitro?")
+def _ask_json(run_cli, mode: str, max_tokens: int, question: str) -> dict:
+    """`onboard ask --json` on the Nitro index; checks what every rag/hybrid answer carries."""
+    code, out, err = run_cli("ask", "--mode", mode, "--index", "nitro", "--json", "--max-tokens", str(max_tokens),
+                             question)
     assert code == 0, err
     data = json.loads(out)
-    assert data["mode"] == "rag" and data["answer"].strip()
+    assert data["mode"] == mode and data["answer"].strip()
     _check_sources(data)
+    return data
+
+
+def test_ask_rag_json(run_cli, nitro_home_env):
+    data = _ask_json(run_cli, "rag", 48, "How do I enable continuous batching in Nitro?")
     assert "docs/features/cont-batch.md" in {s["path"] for s in data["sources"]}
 
 
 def test_ask_hybrid_json(run_cli, nitro_home_env):
-    code, out, err = run_cli("ask", "--mode", "hybrid", "--index", "nitro", "--json", "--max-tokens", "32",
-                             "Which port does the Nitro server listen on?")
-    assert code == 0, err
-    data = json.loads(out)
-    assert data["mode"] == "hybrid" and data["draft"].strip()
-    _check_sources(data)
-    assert data["timings"]["draft_ms"] > 0
+    data = _ask_json(run_cli, "hybrid", 32, "Which port does the Nitro server listen on?")
+    assert data["draft"].strip() and data["timings"]["draft_ms"] > 0
 
 
 def test_ask_rag_prints_numbered_citations(run_cli, nitro_home_env):

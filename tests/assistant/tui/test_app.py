@@ -6,6 +6,7 @@ real history files, and (for sources) a real Chroma index built from two small M
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sqlite3
 import time
@@ -64,6 +65,17 @@ async def ask(pilot, app: ChatApp, question: str) -> AnswerView:
     return app.query(AnswerView).last()
 
 
+@contextlib.asynccontextmanager
+async def long_answer_streaming(question: str):
+    """An app (max 400 tokens) asked for a long answer, entered once the answer is streaming;
+    yields (app, pilot, answer view)."""
+    app = make_app(max_tokens=400)
+    async with app.run_test(size=SIZE) as pilot:
+        view = await ask(pilot, app, question)
+        await wait_for(pilot, lambda: len(view.turn.answer) > 10, what="first tokens")
+        yield app, pilot, view
+
+
 def status_text(app: ChatApp) -> str:
     return str(app.query_one(StatusBar).render())
 
@@ -116,10 +128,7 @@ async def test_ask_streams_rate_copy_and_quit(smollm):
 
 @sync
 async def test_escape_stops_running_answer(smollm):
-    app = make_app(max_tokens=400)
-    async with app.run_test(size=SIZE) as pilot:
-        view = await ask(pilot, app, "Write a long story about a robot who learns to paint.")
-        await wait_for(pilot, lambda: len(view.turn.answer) > 10, what="first tokens")
+    async with long_answer_streaming("Write a long story about a robot who learns to paint.") as (app, pilot, view):
         await pilot.press("escape")
         await wait_for(pilot, lambda: not app.busy, timeout=30, what="stop")
         assert view.turn.stopped
@@ -134,10 +143,7 @@ async def test_escape_stops_running_answer(smollm):
 
 @sync
 async def test_quit_mid_answer_keeps_partial_answer(smollm):
-    app = make_app(max_tokens=400)
-    async with app.run_test(size=SIZE) as pilot:
-        view = await ask(pilot, app, "Write a long story about a dragon.")
-        await wait_for(pilot, lambda: len(view.turn.answer) > 10, what="first tokens")
+    async with long_answer_streaming("Write a long story about a dragon.") as (app, pilot, _view):
         await pilot.press("ctrl+c")
     saved = HistoryStore(app.settings.home / "history").load(app.conv.id)
     assert saved.turns[0].stopped and len(saved.turns[0].answer) > 10
