@@ -3,7 +3,9 @@
     onboard ask "How do I load a model?" --mode rag --json
     onboard models list
 
-Each command family registers itself from its own module (see COMMAND_MODULES); heavy imports
+Each command family registers itself from its own module (see COMMAND_MODULES; the options
+several commands share are declared once in options.py); a handler parses, calls one engine
+function (assistant.chat/rag/eval/build, train, quantize) and prints. Heavy imports
 (torch, chromadb, llama_cpp) happen inside handlers so `onboard --help` and the TUI start fast.
 Errors meant for users (OnboardError) print one line on stderr and exit non-zero.
 """
