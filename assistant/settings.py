@@ -77,7 +77,9 @@ def check_setting(name: str, value, kind: str):
 @dataclass
 class Settings:
     home: Path = field(default_factory=_default_home)
-    model: str = "smollm2-135m"  # default chat model (registry name or GGUF path)
+    # Default chat model (registry name or GGUF path): the best packaged model that runs on a laptop
+    # CPU (docs/models.md); when it is not installed, the best installed one answers (llm/registry.py).
+    model: str = "qwen2.5-coder-1.5b"
     index: str = "docs"  # default index name
     mode: str = "rag"  # default answer mode for chat
     chroma_url: str | None = None  # shared Chroma server instead of the embedded one
@@ -86,6 +88,14 @@ class Settings:
     seed: int = 0
     temperature: float = 0.2
     max_tokens: int = 512
+    # Answers that loop (assistant/chat/loops.py): llama.cpp penalties on tokens repeated within
+    # the last 64 generated (1.0 / 0.0: off), and the detector that ends an answer once an
+    # n-token run (loop_ngram; 0: off) occurs loop_repeats times. Measured by bench/loops.py.
+    repeat_penalty: float = 1.1
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    loop_ngram: int = 8
+    loop_repeats: int = 3
     chunk_tokens: int = 300
     chunk_overlap: int = 30
     top_k: int = 4

@@ -21,10 +21,12 @@ NITRO_QA_CSV = SHARED / "data" / "nitro_qa_gpt4.csv"
 
 @pytest.fixture(autouse=True)
 def _guard_and_home(tmp_path_factory, monkeypatch):
-    """Every test: egress guard active and a private ONBOARD_HOME."""
+    """Every test: egress guard active, a private ONBOARD_HOME and SmolLM2-135M as the model."""
     assert egress_guard.installed(), "egress guard was removed"
     home = tmp_path_factory.mktemp("onboard_home")
     monkeypatch.setenv("ONBOARD_HOME", str(home))
+    # Tests answer with the fast model; the default (qwen2.5-coder-1.5b) is for users.
+    monkeypatch.setenv("ONBOARD_MODEL", "smollm2-135m")
     yield home
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 from assistant.chat.condense import standalone_question
+from assistant.chat.loops import LoopDetector
 from assistant.chat.prompts import SYSTEM_DRAFT, SYSTEM_PLAIN, SYSTEM_RAG, document_blocks, fit_hits, rag_user_message
 from assistant.errors import OnboardError
 from assistant.rag.hits import Hit, Retriever
@@ -66,6 +67,7 @@ class Answer:
     draft: str | None = None
     timings: dict = field(default_factory=dict)
     stopped: bool = False
+    looped: bool = False  # the loop detector ended the answer (chat/loops.py)
     query: str | None = None  # what retrieval searched (follow-ups condensed: condense.py)
 
     def to_dict(self) -> dict:
@@ -79,6 +81,8 @@ class Answer:
             d["draft"] = self.draft
         if self.query is not None:
             d["query"] = self.query
+        if self.looped:
+            d["looped"] = True
         return d
 
 
@@ -89,7 +93,9 @@ class AnswerJob:
     def __init__(self, question: str, model, mode: str = "plain", retriever: Retriever | None = None,
                  k: int = 4, history: Sequence[tuple[str, str]] = (), max_tokens: int = 512,
                  temperature: float = 0.2, cancel: threading.Event | None = None,
-                 model_name: str | None = None):
+                 model_name: str | None = None, penalties: dict | None = None, loop: tuple[int, int] = (8, 3)):
+        """`penalties`: llama.cpp repeat/frequency/presence penalties for stream_chat; `loop`:
+        (n, repeats) for the LoopDetector that ends an answer repeating an n-token run (0: off)."""
         question = (question or "").strip()
         if not question:
             raise OnboardError("empty question: ask something, e.g. onboard ask \"How do I install it?\"")
@@ -99,6 +105,7 @@ class AnswerJob:
         self.model, self.retriever, self.k = model, retriever, k
         self.history, self.max_tokens, self.temperature = list(history), max_tokens, temperature
         self.cancel = cancel or threading.Event()
+        self.penalties, self.loop = dict(penalties or {}), loop
         self.result = Answer(question=question, mode=mode, model=model_name or model.name)
         self._messages: list[dict] | None = None
 
@@ -151,13 +158,19 @@ class AnswerJob:
     def stream(self) -> Iterator[str]:
         self.prepare()
         t = time.perf_counter()
-        pieces = []
-        for piece in self.model.stream_chat(self._messages, max_tokens=self.max_tokens,
-                                            temperature=self.temperature, cancel=self.cancel,
-                                            blocks=document_blocks(self.result.sources)):
-            pieces.append(piece)
-            yield piece
-        self.result.answer = "".join(pieces).strip()
+        detector = LoopDetector(*self.loop)
+        pieces = self.model.stream_chat(self._messages, max_tokens=self.max_tokens, temperature=self.temperature,
+                                        cancel=self.cancel, blocks=document_blocks(self.result.sources),
+                                        **self.penalties)
+        try:
+            for piece in pieces:
+                yield piece
+                if detector.add(piece):
+                    self.result.looped = True
+                    break
+        finally:
+            pieces.close()  # ends the generation now (and sets model.last), also after a loop
+        self.result.answer = detector.text().strip()
         self.result.stopped = self.cancel.is_set()
         stats = self.model.last
         self.result.timings.update(stats.to_dict())

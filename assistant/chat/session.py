@@ -25,6 +25,12 @@ def open_model(settings: Settings, name: str | None = None):
     return load_settings_model(path, settings)
 
 
+def answer_penalties(settings: Settings) -> dict:
+    """The llama.cpp repetition penalties `settings` ask for, as stream_chat takes them."""
+    return {"repeat_penalty": settings.repeat_penalty, "frequency_penalty": settings.frequency_penalty,
+            "presence_penalty": settings.presence_penalty}
+
+
 class Session:
     """A model plus retrievers by index name; both load on first use and are thread-safe."""
 
@@ -32,7 +38,14 @@ class Session:
                  progress: bool = True, model=None):
         """`model`: an already loaded ChatModel to answer with (model_name then only labels it)."""
         self.settings, self.progress = settings, progress
-        self.model_name = model_name or settings.model
+        self.notice = None  # set when the default model is missing and another one answers
+        if not model_name:
+            from assistant.llm.registry import chat_model_name
+
+            model_name, self.notice = chat_model_name(settings)
+            if self.notice and progress:
+                _say(self.notice)
+        self.model_name = model_name
         self.index = index or settings.index
         self._model = model
         self._model_key: str | None = self.model_name if model is not None else None
@@ -88,7 +101,8 @@ class Session:
         return AnswerJob(question, self.model(), mode=mode, retriever=retriever, k=k or s.top_k,
                          history=history, max_tokens=max_tokens or s.max_tokens,
                          temperature=s.temperature if temperature is None else temperature,
-                         cancel=cancel, model_name=label or self.model_label)
+                         cancel=cancel, model_name=label or self.model_label, penalties=answer_penalties(s),
+                         loop=(s.loop_ngram, s.loop_repeats))
 
 
 def _say(msg: str) -> None:

@@ -26,6 +26,8 @@ def cmd_ask(args, settings: Settings) -> int:
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
+    if job.result.looped:
+        print("[stopped: the answer began repeating itself]", file=sys.stderr)
     if job.result.sources:
         print("\nSources:")
         for i, h in enumerate(job.result.sources, 1):
@@ -53,8 +55,8 @@ def cmd_models_list(args, settings: Settings) -> int:
     home = str(Path.home())
     for r in rows:
         where = r.location.replace(home, "~", 1) if r.installed else r.install
-        table.add_row(r.name, r.source, f"{r.size_mb} MB", r.arch, r.params, r.quant, r.license,
-                      "yes" if r.installed else "no", where)
+        table.add_row(r.name + (" (default)" if r.default else ""), r.source, f"{r.size_mb} MB", r.arch, r.params,
+                      r.quant, r.license, "yes" if r.installed else "no", where)
     console = Console()
     Console(width=max(160, console.width) if not console.is_terminal else None).print(table)
     return 0

@@ -24,10 +24,19 @@ def cmd_eval(args, settings: Settings) -> int:
     from assistant.eval.run import run_eval
 
     settings.ensure_home()
-    result = run_eval(settings, args.mcq, _split(args.model) or [settings.model.split(",")[0]],
-                      _split(args.modes), runs=args.runs, index=args.index, k=args.k, generate=args.generate,
-                      out_dir=Path(args.out) if args.out else None,
-                      command=command_line(), progress=not args.json)
+    models = _split(args.model) or [settings.model.split(",")[0]]
+    if args.method == "freeform":
+        from assistant.eval.freeform import run_freeform
+
+        settings = settings.replace(max_tokens=args.max_tokens, top_k=args.k)
+        result = run_freeform(settings, args.mcq, models, _split(args.modes), runs=args.runs, index=args.index,
+                              grader=args.grader, checks=args.grader_checks,
+                              out_dir=Path(args.out) if args.out else None, command=command_line(),
+                              progress=not args.json)
+    else:
+        result = run_eval(settings, args.mcq, models, _split(args.modes), runs=args.runs, index=args.index,
+                          k=args.k, generate=args.generate, out_dir=Path(args.out) if args.out else None,
+                          command=command_line(), progress=not args.json)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -69,6 +78,14 @@ def register(sub) -> None:
     p.add_argument("--k", type=int, help="chunks to retrieve (default: settings.top_k)")
     p.add_argument("--generate", action="store_true",
                    help="also score by generating an answer and parsing its letter (secondary method)")
+    p.add_argument("--method", choices=("mcq", "freeform"), default="mcq",
+                   help="mcq: letter log-probs with the options shown (default); freeform: the model answers "
+                        "without options, a grader model picks the option the answer supports")
+    p.add_argument("--grader", help="freeform: grading model (default: the best installed packaged model)")
+    p.add_argument("--grader-checks", action="store_true",
+                   help="freeform: also grade the items' reference evidence (~100%% expected) and another "
+                        "item's evidence (~0%% expected)")
+    p.add_argument("--max-tokens", type=int, help="freeform: answer length cap (default: settings.max_tokens)")
     p.add_argument("--out", help="output folder (default: $ONBOARD_HOME/eval/<time>-<file>)")
     add_json_option(p, "print meta, summary and file paths as JSON")
     add_chroma_option(p)

@@ -28,14 +28,21 @@ def _opt(s: dict, key: str) -> str:
 
 
 def markdown_table(summary: Sequence[dict]) -> str:
-    """One row per model x mode. `cyclic` (all option rotations averaged) is the headline."""
+    """One row per model x mode. `cyclic` (all option rotations averaged) is the headline; a
+    free-form evaluation (freeform.py) adds its own columns first."""
     gen = any("generate" in s for s in summary)
-    head = ["model", "mode", "cyclic %", "calibrated %", "single order %"] + (["generate %"] if gen else []) + [
+    free = any("freeform" in s for s in summary)
+    head = ["model", "mode"] + (["free-form %", "none picked / looped"] if free else []) + [
+        "cyclic %", "calibrated %", "single order %"] + (["generate %"] if gen else []) + [
         "hit@k %", "in context %", "misses: retrieval / model", "most-picked letter", "too long / trimmed"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in summary:
-        cells = [s["model"], s["mode"], pct(s["cyclic"], s["cyclic_std"]), pct(s["calibrated"], s["calibrated_std"]),
-                 pct(s["single"], s["single_std"])]
+        cells = [s["model"], s["mode"]]
+        if free:
+            cells += [pct(s.get("freeform"), s.get("freeform_std")),
+                      f"{s['none_picked']:.1f} / {s['looped']}" if "none_picked" in s else "–"]
+        cells += [pct(s.get("cyclic"), s.get("cyclic_std")), pct(s.get("calibrated"), s.get("calibrated_std")),
+                  pct(s.get("single"), s.get("single_std"))]
         if gen:
             cells.append(pct(s["generate"], s["generate_std"]) + (f" ({100 * s['unparsed']:.0f}% unparsed)"
                                                                   if s.get("unparsed") else "") if "generate" in s else "–")
@@ -83,7 +90,8 @@ def accuracy_png(summary: Sequence[dict], title: str = "") -> bytes:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    _accuracy_axes(ax, summary, title=title)
+    metric = "cyclic" if any("cyclic" in s for s in summary) else "freeform"
+    _accuracy_axes(ax, [s for s in summary if metric in s], metric=metric, title=title)
     data = _png(fig)
     plt.close(fig)
     return data
@@ -98,7 +106,8 @@ def write_eval(out_dir: Path, rows: Sequence[dict], summary: Sequence[dict], met
     title = f"{meta.get('mcq_name', 'MCQ')}: {meta.get('items', '?')} items, {meta.get('runs', '?')} runs"
     atomic_write_bytes(out_dir / "accuracy.png", accuracy_png(summary, title))
     md = [f"# Evaluation: {meta.get('mcq_name', '')}", "", f"Command: `{meta.get('command', '')}`", "",
-          markdown_table(summary), "", NOTES, "", per_question_table(rows), "", "![accuracy](accuracy.png)", ""]
+          markdown_table(summary), "", NOTES + (FREEFORM_NOTES if any("freeform" in s for s in summary) else ""),
+          "", per_question_table(rows), "", "![accuracy](accuracy.png)", ""]
     atomic_write_text(out_dir / "results.md", "\n".join(md))
     return {"results": str(out_dir / "results.jsonl"), "summary": str(out_dir / "summary.json"),
             "markdown": str(out_dir / "results.md"), "chart": str(out_dir / "accuracy.png")}
@@ -115,6 +124,15 @@ NOTES = (
     "wrong, never cut); *trimmed*: items whose retrieved chunks were cut to fit.")
 
 
+FREEFORM_NOTES = (
+    " *free-form*: the model answered the question without its options (greedy, through the same path "
+    "as `onboard ask`), then a grader model picked the option the answer supports by letter log-probs "
+    "over all rotations of the options, with a last choice \"None of these\" that counts wrong "
+    "(assistant/eval/freeform.py); ± over runs = over the option orders the grader saw. *none picked*: "
+    "answers graded \"none\" per run; *looped*: answers the loop detector ended. *grader check* rows "
+    "grade the reference evidence (should be near 100 %) and another item's evidence (near 0 %).")
+
+
 def per_question_table(rows: Sequence[dict]) -> str:
     """Which items each model x mode got right (cyclic), over how many runs, and whether the
     source was retrieved: the table that tells retrieval misses from model misses."""
@@ -123,7 +141,7 @@ def per_question_table(rows: Sequence[dict]) -> str:
     cell: dict = {}
     for r in rows:
         c = cell.setdefault((r["id"], r["model"], r["mode"]), [0, 0, r.get("retrieval_hit")])
-        c[0] += bool(r.get("correct_cyclic"))
+        c[0] += bool(r.get("correct_cyclic", r.get("correct_freeform")))
         c[1] += 1
     head = ["item"] + [f"{m} · {mode}" for m, mode in cols]
     lines = ["<details><summary>Per-question results (right runs / runs; R = source retrieved, "

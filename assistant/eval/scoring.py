@@ -284,12 +284,16 @@ def summarize(rows: Sequence[dict]) -> list[dict]:
         s = {"model": model, "mode": mode, "runs": len(runs), "items": len(first),
              "too_long": sum(r["too_long"] for r in first),
              "truncated": sum(bool(r.get("truncated")) for r in first)}
-        methods = [m for m in (*METHODS, "generate") if any(f"correct_{m}" in r for r in group)]
+        methods = [m for m in (*METHODS, "generate", "freeform") if any(f"correct_{m}" in r for r in group)]
+        head = "cyclic" if "cyclic" in methods else methods[0]  # the method misses are counted with
         for m in methods:
             accs = [sum(bool(r.get(f"correct_{m}")) for r in group if r["run"] == run) / len(first) for run in runs]
             s[m], s[f"{m}_std"] = _mean_std(accs)
         if "generate" in methods:
             s["unparsed"] = sum(r.get("pred_generate") is None and not r["too_long"] for r in group) / len(group)
+        if "freeform" in methods:  # answers the loop detector ended, and "none of these" picks
+            s["looped"] = sum(bool(r.get("looped")) for r in first)
+            s["none_picked"] = sum(r.get("pred_freeform") == "none" for r in group) / len(runs)
         picks = [r["pred_single"] for r in group if "pred_single" in r]
         if picks:
             top = max(set(picks), key=picks.count)
@@ -299,7 +303,7 @@ def summarize(rows: Sequence[dict]) -> list[dict]:
         if judged:
             s["hit_at_k"] = sum(r["retrieval_hit"] for r in judged) / len(judged)
             s["context_hit"] = sum(bool(r["context_hit"]) for r in judged) / len(judged)
-            wrong = [r for r in group if r.get("retrieval_hit") is not None and not r["correct_cyclic"]]
+            wrong = [r for r in group if r.get("retrieval_hit") is not None and not r[f"correct_{head}"]]
             s["miss_retrieval"] = sum(not r["retrieval_hit"] for r in wrong) / len(runs)
             s["miss_model"] = sum(bool(r["retrieval_hit"]) for r in wrong) / len(runs)
         out.append(s)

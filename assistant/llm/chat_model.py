@@ -142,25 +142,29 @@ class ChatModel:
 
     def stream_chat(self, messages: list[dict], max_tokens: int = 512, temperature: float = 0.2,
                     stop: list[str] | None = None, cancel: threading.Event | None = None,
-                    seed: int | None = None, blocks: Sequence[str] = ()) -> Iterator[str]:
+                    seed: int | None = None, blocks: Sequence[str] = (), repeat_penalty: float = 1.0,
+                    frequency_penalty: float = 0.0, presence_penalty: float = 0.0) -> Iterator[str]:
         """Yield answer text pieces (one per token); stats land in `self.last` at the end.
 
         `blocks` are the document texts inside the messages: with document KV reuse on, their
-        keys/values come from the block store instead of being read again."""
+        keys/values come from the block store instead of being read again. The penalties are
+        llama.cpp's (over the last 64 tokens); they apply under greedy decoding too."""
         stats = GenerationStats(prompt_tokens=self.messages_tokens(messages))
         seed = self.seed if seed is None else seed
+        penalties = dict(repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
+                         presence_penalty=presence_penalty)
         with self.lock:
             start = time.perf_counter()
             if blocks and self.blocks.enabled:
                 tokens = self.blocks.prefill(*self.prompt_segments(messages, blocks))
                 stats.prompt_tokens = len(tokens)
                 stream = self.llm.create_completion(prompt=tokens, max_tokens=max_tokens, temperature=temperature,
-                                                    stop=stop, stream=True, seed=seed)
+                                                    stop=stop, stream=True, seed=seed, **penalties)
                 text_of = lambda c: c["choices"][0].get("text")  # noqa: E731
             else:
                 stream = self.llm.create_chat_completion(
                     messages=messages, max_tokens=max_tokens, temperature=temperature,
-                    stop=stop, stream=True, seed=seed,
+                    stop=stop, stream=True, seed=seed, **penalties,
                 )
                 text_of = lambda c: c["choices"][0]["delta"].get("content")  # noqa: E731
             try:

@@ -68,14 +68,15 @@ class ChatApp(FeedbackActions, App):
         super().__init__()
         self.settings = settings
         self.mode = check_mode(mode or settings.mode)
-        self.model_name = model or settings.model
+        self.model_name = model
         self.index_name = index or settings.index
         self.max_tokens = max_tokens or settings.max_tokens
         self.first_run_index = first_run_index
         self.history = HistoryStore(settings.home / "history")
         self.conv = Conversation.new()
         self._feedback = None
-        self.session = Session(settings, model_name=self.model_name, index=self.index_name, progress=False)
+        self.session = Session(settings, model_name=model, index=self.index_name, progress=False)
+        self.model_name = self.session.model_name  # the default, or the best installed when it is missing
         self._save_lock = threading.Lock()
         self._cancel: threading.Event | None = None
         self._quitting = False
@@ -102,6 +103,8 @@ class ChatApp(FeedbackActions, App):
         self.sub_title = "offline docs assistant"
         self.query_one(SourcesPanel).display = self.mode != "plain"
         self._set_state("loading model…")
+        if self.session.notice:
+            self.notify(self.session.notice, severity="warning", timeout=15)
         self.call_after_refresh(self._start_loading)  # paint first: imports in the worker hold the GIL
 
     def _start_loading(self) -> None:

@@ -77,3 +77,32 @@ def test_parts_assembled_atomically_with_checksum(onboard_home, tmp_path, monkey
     path = resolve_model("fake", s)
     assert path.read_bytes() == b"GGUF-part-one-part-two"
     sys.modules.pop("fakeparts1", None)
+
+
+def test_default_model_is_the_1_5b_and_listed_as_default(run_cli, monkeypatch):
+    from assistant.llm.registry import DEFAULT_MODEL
+    from assistant.settings import Settings
+
+    assert DEFAULT_MODEL == Settings.model == "qwen2.5-coder-1.5b"
+    monkeypatch.delenv("ONBOARD_MODEL")  # tests pin smollm2-135m; here the real default
+    code, out, _ = run_cli("models", "list", "--json")
+    assert code == 0
+    assert [r["name"] for r in json.loads(out) if r["default"]] == ["qwen2.5-coder-1.5b"]
+
+
+def test_missing_default_falls_back_to_best_installed(monkeypatch):
+    """A default that is not installed: the best installed packaged model answers, with a notice
+    naming the install command; a model asked for by name is never swapped."""
+    import dataclasses
+
+    from assistant.llm import registry
+    from assistant.settings import Settings
+
+    ghost = dataclasses.replace(PACKAGED["qwen2.5-coder-1.5b"], name="ghost-9b", parts=(("no_such_pkg_xyz", "m.gguf"),))
+    monkeypatch.setitem(registry.PACKAGED, "ghost-9b", ghost)  # last = strongest
+    monkeypatch.setattr(registry, "DEFAULT_MODEL", "ghost-9b")
+    name, notice = registry.chat_model_name(Settings(model="ghost-9b"))
+    installed = [r.name for r in list_models(Settings()) if r.installed and r.source == "packaged"]
+    assert name == installed[-1] and name != "ghost-9b"
+    assert "ghost-9b" in notice and "make models-extra" in notice and "\n" not in notice
+    assert registry.chat_model_name(Settings(model="smollm2-135m")) == ("smollm2-135m", None)
