@@ -243,15 +243,7 @@ def run_freeform(settings, mcq: str, model_names: list[str], modes: list[str], r
         **{k: v for k, v in generation_config(settings, "", "", index).items() if k not in ("model_file", "mode")}},
         models={**files, CHECK_REFERENCE: grader_file, CHECK_WRONG: grader_file})
     say = _logger(progress)
-    cache = default_cache(settings)
-    answer_sets = []  # (label, mode, id -> answer row): all answers first, then one grader pass
-    for label, name in labels.items():
-        for mode in modes:
-            if all(len(checkpoint.done.get((label, mode, it.id), [])) >= runs for it in items):
-                answer_sets.append((label, mode, {}))  # graded earlier: rows come from the checkpoint
-                continue
-            answer_sets.append((label, mode, free_answers(settings, name, [(it.id, it.question) for it in items],
-                                                          mode, index, cache, on_step=say)))
+    answer_sets = _answer_sets(settings, labels, modes, items, index, runs, checkpoint.done, say)
     if checks:
         evidence = evidence_by_id(path)
         if not evidence:
@@ -273,6 +265,22 @@ def run_freeform(settings, mcq: str, model_names: list[str], modes: list[str], r
             "seconds": round(time.perf_counter() - t0, 1), "command": command}
     files_out = write_eval(out_dir, rows, summary, meta)
     return {"meta": meta, "summary": summary, "files": files_out}
+
+
+def _answer_sets(settings, labels: dict[str, str], modes: list[str], items: Sequence[MCQItem], index: str,
+                 runs: int, done: dict, say) -> list[tuple[str, str, dict]]:
+    """(label, mode, id -> answer row) for each model x mode: every answer before any grading, so
+    the grader (often the same loaded model) keeps its prompt prefix between items."""
+    cache = default_cache(settings)
+    sets = []
+    for label, name in labels.items():
+        for mode in modes:
+            if all(len(done.get((label, mode, it.id), [])) >= runs for it in items):
+                sets.append((label, mode, {}))  # graded earlier: rows come from the checkpoint
+                continue
+            sets.append((label, mode, free_answers(settings, name, [(it.id, it.question) for it in items],
+                                                   mode, index, cache, on_step=say)))
+    return sets
 
 
 def _logger(progress: bool) -> Callable[[str], None] | None:
