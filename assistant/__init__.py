@@ -12,6 +12,12 @@ for _key, _value in {
     "HF_DATASETS_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "ANONYMIZED_TELEMETRY": "False",  # chromadb
+    # ONNX Runtime's 1DS telemetry (on by default in the PyPI wheels): DNS lookups of Microsoft's
+    # collector and a device id + event database under ~/.cache/Microsoft/. Read when
+    # onnxruntime initializes, so it has to be set before the first import (onnxruntime's Privacy.md).
+    "ORT_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+    "WANDB_MODE": "disabled",  # trl/transformers report to wandb when it is installed
     "TOKENIZERS_PARALLELISM": "false",
     "DO_NOT_TRACK": "1",
 }.items():

@@ -60,11 +60,30 @@ def _getaddrinfo(host, *args, **kwargs):
     return _real_getaddrinfo(host, *args, **kwargs)
 
 
+_real_gethostbyname = socket.gethostbyname
+_real_gethostbyname_ex = socket.gethostbyname_ex
+
+
+def _gethostbyname(host):
+    if not _is_local_host(host):
+        raise EgressBlocked(f"network egress blocked in tests: name lookup of {host!r}")
+    return _real_gethostbyname(host)
+
+
+def _gethostbyname_ex(host):
+    if not _is_local_host(host):
+        raise EgressBlocked(f"network egress blocked in tests: name lookup of {host!r}")
+    return _real_gethostbyname_ex(host)
+
+
 def install() -> None:
     socket.socket.connect = _connect
     socket.socket.connect_ex = _connect_ex
     socket.socket.sendto = _sendto
+    # DNS is egress too (a lookup leaks the name even when no connection follows)
     socket.getaddrinfo = _getaddrinfo
+    socket.gethostbyname = _gethostbyname
+    socket.gethostbyname_ex = _gethostbyname_ex
 
 
 def installed() -> bool:

@@ -65,6 +65,9 @@ class OnnxEmbedder:
         self.tokenizer = Tokenizer.from_file(str(tokenizer_json))
         self.tokenizer.enable_truncation(max_tokens)
         self.tokenizer.no_padding()
+        # Besides ORT_DISABLE_TELEMETRY (assistant/__init__.py), which stops the 1DS uploader:
+        # the API switch for the remaining trace events, should a build ignore the variable.
+        ort.disable_telemetry_events()
         opts = ort.SessionOptions()
         # At most 4 threads: one short sequence stops scaling there (as in embedders.embed_query).
         opts.intra_op_num_threads = threads or max(1, min(4, os.cpu_count() or 1))
