@@ -107,6 +107,7 @@ class Settings:
         for f in fields(self):
             kind = str(f.type).replace(" | None", "")
             if kind in ("int", "float") and not (getattr(self, f.name) is None and "None" in str(f.type)):
+    retrieval: str = "fused"  # vector | bm25 | fused (reciprocal-rank fusion), see docs/indexing.md
                 setattr(self, f.name, check_setting(f.name, getattr(self, f.name), kind))
 
     # --- derived locations -------------------------------------------------------------

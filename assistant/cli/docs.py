@@ -1,9 +1,9 @@
 """Docs commands: build and query indexes, fetch known corpora, measure retrieval.
 
     onboard index ./docs --index mydocs [--chunk-tokens 300] [--overlap 30] [--chroma-url URL] [--precompute-kv]
-    onboard search "how do I load a model?" --index nitro --k 5 [--json]
+    onboard search "how do I load a model?" --index nitro --k 5 [--retrieval fused] [--json]
     onboard corpus get nitro [--from ../shared/corpora/nitro/docs]
-    onboard eval-retrieval --mcq questions.jsonl --index nitro --modes rag,hybrid,hyde [--json]
+    onboard eval-retrieval --mcq questions.jsonl --index nitro --modes rag,hybrid,hyde [--retrieval vector,bm25,fused] [--json]
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from assistant.cli.options import OnboardParser, add_chroma_option, add_json_option, add_model_options
 from assistant.errors import OnboardError
+from assistant.rag.lexical import RETRIEVAL_MODES as RANKINGS, check_retrieval_mode
 
 MAX_WARNINGS_SHOWN = 20
 
@@ -56,10 +57,11 @@ def cmd_search(args, settings) -> int:
     if not query:
         raise OnboardError('empty search query: e.g. onboard search "how do I install it?"')
     retriever = open_retriever(settings, args.index or settings.index)
-    hits = retriever.search(query, args.k)
+    retrieval = check_retrieval_mode(args.retrieval or settings.retrieval)
+    hits = retriever.search(query, args.k, mode=retrieval)
     if args.json:
-        print(json.dumps({"query": query, "index": retriever.name, "hits": [h.to_dict() for h in hits]},
-                         ensure_ascii=False))
+        print(json.dumps({"query": query, "index": retriever.name, "retrieval": retrieval,
+                          "hits": [h.to_dict() for h in hits]}, ensure_ascii=False))
         return 0
     if not hits:
         print("no matches")
@@ -103,6 +105,9 @@ def cmd_eval_retrieval(args, settings) -> int:
     modes = [check_mode(m.strip(), RETRIEVAL_MODES) for m in args.modes.split(",") if m.strip()]
     if not modes:
         raise OnboardError(f"no retrieval mode given; choose from: {', '.join(RETRIEVAL_MODES)}")
+    retrievals = [check_retrieval_mode(r.strip()) for r in args.retrieval.split(",") if r.strip()]
+    if not retrievals:
+        raise OnboardError("--retrieval is empty; give some of: vector, bm25, fused")
     questions = read_mcq(Path(args.mcq))
     if args.limit:
         questions = questions[:args.limit]
@@ -116,7 +121,7 @@ def cmd_eval_retrieval(args, settings) -> int:
         if "hyde" in modes:
             models["hyde"] = open_model(settings, HYDE_MODEL)
     results = evaluate_retrieval(retriever, questions, modes, models, k_max=max(5, args.k),
-                                 progress=not args.json and sys.stderr.isatty())
+                                 progress=not args.json and sys.stderr.isatty(), retrievals=retrievals)
     if args.chart:
         write_chart(results, Path(args.chart), title=f"Retrieval on {Path(args.mcq).name} (index {retriever.name})")
     if args.json:
@@ -124,10 +129,10 @@ def cmd_eval_retrieval(args, settings) -> int:
                           "model": settings.model, "results": [r.to_dict() for r in results]}, ensure_ascii=False))
         return 0
     print(f"retrieval on {len(questions)} questions, index {retriever.name} ({retriever.count()} chunks)")
-    print(f"{'mode':8} {'hit@1':>6} {'hit@3':>6} {'hit@5':>6} {'MRR':>6} {'query p50':>10}")
+    print(f"{'mode':8} {'ranking':8} {'hit@1':>6} {'hit@3':>6} {'hit@5':>6} {'MRR':>6} {'query p50':>10}")
     for r in results:
-        print(f"{r.mode:8} {r.hits['hit@1']:6.3f} {r.hits['hit@3']:6.3f} {r.hits['hit@5']:6.3f} {r.mrr:6.3f} "
-              f"{r.query_ms_p50:8.1f} ms")
+        print(f"{r.mode:8} {r.retrieval:8} {r.hits['hit@1']:6.3f} {r.hits['hit@3']:6.3f} {r.hits['hit@5']:6.3f} "
+              f"{r.mrr:6.3f} {r.query_ms_p50:8.1f} ms")
     if args.chart:
         print(f"chart: {args.chart}")
     return 0
@@ -152,6 +157,7 @@ def register(sub) -> None:
     p.add_argument("query", nargs="*")
     p.add_argument("--index", help="index name (default: settings.index)")
     p.add_argument("--k", type=int, default=5, help="number of results (default 5)")
+    p.add_argument("--retrieval", help="ranking: vector, bm25 or fused (default: settings.retrieval)")
     add_chroma_option(p, "search an index on a Chroma server")
     add_json_option(p)
     p.set_defaults(func=cmd_search)
@@ -171,6 +177,8 @@ def register(sub) -> None:
     p.add_argument("--mcq", required=True, help="JSONL with question and sources (paths relative to the corpus)")
     p.add_argument("--index", help="index name (default: settings.index)")
     p.add_argument("--modes", default="rag", help="comma list of rag, hybrid, hyde (default: rag)")
+    p.add_argument("--retrieval", default=",".join(RANKINGS),
+                   help="comma list of rankings to score: vector, bm25, fused (default: all three)")
     p.add_argument("--k", type=int, default=5, help="results per query (MRR over these; default 5)")
     p.add_argument("--limit", type=int, help="only the first N questions")
     p.add_argument("--chart", help="also write a PNG bar chart here")

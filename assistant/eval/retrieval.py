@@ -1,6 +1,7 @@
 """Retrieval evaluation: hit@1/3/5 and MRR of a docs index on an MCQ file with `sources`.
 
-    onboard eval-retrieval --mcq ../shared/eval/nitro_mcq_public.jsonl --index nitro --modes rag,hybrid,hyde
+    onboard eval-retrieval --mcq ../shared/eval/nitro_mcq_public.jsonl --index nitro --modes rag,hybrid,hyde \
+        --retrieval vector,bm25,fused
 
 A hit means one of the top-k retrieved chunks comes from one of the question's `sources` files
 (paths relative to the corpus root). Modes build the retrieval query the way answering does:
@@ -9,6 +10,8 @@ A hit means one of the top-k retrieved chunks comes from one of the question's `
              exactly the query `onboard ask --mode hybrid` uses;
   * hyde   - question + a hypothetical docs passage written by the untuned base model
              (HyDE, Gao et al. 2022): the baseline a tuned drafter must beat.
+Each query is searched with each retrieval ranking (rag.lexical.RETRIEVAL_MODES: vector, bm25,
+fused); a result row is one (mode, retrieval) pair.
 MRR is over the top `k_max` (5) results: 1/rank of the first hit, 0 when none.
 """
 from __future__ import annotations
@@ -31,6 +34,7 @@ KS = (1, 3, 5)
 @dataclass
 class ModeResult:
     mode: str
+    retrieval: str = "vector"
     n: int = 0
     hits: dict = field(default_factory=dict)  # {"hit@1": float, ...}
     mrr: float = 0.0
@@ -77,20 +81,22 @@ def query_builder(mode: str, model=None) -> Callable[[str], str]:
 
 
 def evaluate_retrieval(retriever, items: Sequence[MCQItem], modes: Sequence[str] = ("rag",),
-                       models: dict | None = None, k_max: int = 5, progress: bool = False) -> list[ModeResult]:
-    """Score each mode on the items that name sources; `models` maps hybrid/hyde to the model
-    that drafts."""
+                       models: dict | None = None, k_max: int = 5, progress: bool = False,
+                       retrievals: Sequence[str] = ("vector",)) -> list[ModeResult]:
+    """Score each mode x retrieval ranking on the items that name sources; `models` maps
+    hybrid/hyde to the model that drafts (each query is drafted once for all rankings)."""
     items = [i for i in items if i.sources]
     if not items:
         raise OnboardError("no question names its sources (a \"sources\" list of doc paths), so retrieval "
                            "cannot be scored")
     builders = {mode: query_builder(mode, (models or {}).get(mode)) for mode in modes}
+    from rich.progress import Progress
+
     results = []
     for mode in modes:
-        res = ModeResult(mode=mode, n=len(items))
-        query_times, draft_times, ranks = [], [], []
-        from rich.progress import Progress
-
+        rows = {r: ModeResult(mode=mode, retrieval=r, n=len(items)) for r in retrievals}
+        query_times: dict = {r: [] for r in retrievals}
+        draft_times = []
         with Progress(disable=not progress, transient=True) as bar:
             task = bar.add_task(f"retrieval eval ({mode})", total=len(items))
             for item in items:
@@ -98,18 +104,19 @@ def evaluate_retrieval(retriever, items: Sequence[MCQItem], modes: Sequence[str]
                 query = builders[mode](item.question)
                 if mode != "rag":
                     draft_times.append(time.perf_counter() - t)
-                t = time.perf_counter()
-                hits = retriever.search(query, k_max)
-                query_times.append(time.perf_counter() - t)
-                rank = first_hit_rank([h.path for h in hits], item.sources)
-                ranks.append(rank)
-                res.ranks.append({"id": item.id, "rank": rank, "top": [h.ref for h in hits[:3]]})
+                for r, res in rows.items():
+                    t = time.perf_counter()
+                    hits = retriever.search(query, k_max, mode=r)
+                    query_times[r].append(time.perf_counter() - t)
+                    rank = first_hit_rank([h.path for h in hits], item.sources)
+                    res.ranks.append({"id": item.id, "rank": rank, "top": [h.ref for h in hits[:3]]})
                 bar.advance(task)
-        res.hits, res.mrr = score_ranks(ranks)
-        query_times.sort()
-        res.query_ms_p50 = round(query_times[len(query_times) // 2] * 1000, 2)
-        res.draft_ms_mean = round(sum(draft_times) / len(draft_times) * 1000, 1) if draft_times else 0.0
-        results.append(res)
+        for r, res in rows.items():
+            res.hits, res.mrr = score_ranks([row["rank"] for row in res.ranks])
+            times = sorted(query_times[r])
+            res.query_ms_p50 = round(times[len(times) // 2] * 1000, 2)
+            res.draft_ms_mean = round(sum(draft_times) / len(draft_times) * 1000, 1) if draft_times else 0.0
+            results.append(res)
     return results
 
 
@@ -128,7 +135,7 @@ def write_chart(results: Sequence[ModeResult], path: Path, title: str = "Retriev
     for i, r in enumerate(results):
         values = [r.hits[m] for m in metrics[:-1]] + [r.mrr]
         xs = [j + i * width for j in range(len(metrics))]
-        bars = ax.bar(xs, values, width, label=r.mode)
+        bars = ax.bar(xs, values, width, label=f"{r.mode}, {r.retrieval}")
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks([j + width * (len(results) - 1) / 2 for j in range(len(metrics))], metrics)
     ax.set_ylim(0, 1.05)

@@ -28,6 +28,7 @@ from pathlib import Path
 from assistant.errors import OnboardError
 from assistant.files import sha256_file
 from assistant.rag.embedders import EMBED_FORMAT, EMBED_MAX_SEQ, EMBEDDER, embed_query, embed_texts
+from assistant.rag.lexical import LexicalIndex, check_retrieval_mode, fuse, sync_from_collection
 from assistant.rag.onnx_embedder import chunk_embedder, get_onnx_embedder
 from assistant.rag.store import check_index_name, index_exists, open_collection, read_manifest, write_manifest
 from assistant.settings import Settings
@@ -35,6 +36,8 @@ from assistant.settings import Settings
 MANIFEST_VERSION = 1
 WRITE_BATCH = 256  # chunks per Chroma write; a kill -9 loses at most one batch of work
 MANIFEST_EVERY_S = 20.0
+FUSION_DEPTH = 20  # each ranking's top N enters the fusion
+RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al. 2009); see docs/indexing.md
 
 
 @dataclass
@@ -96,8 +99,14 @@ def index_path(settings: Settings, source: Path, name: str = "docs", chunk_token
     for i in range(0, len(stale), 5000):
         col.delete(ids=stale[i:i + 5000])
     stats.deleted = len(stale)
+    # The BM25 side (lexical.py) follows the same ids: its leftovers go, chunks Chroma holds but it
+    # lacks (a run killed between the two writes, an index older than it) are copied over.
+    lex = LexicalIndex.open(settings, name)
+    sync_from_collection(lex, col, keep=scan.expected, skip={c.id for c in scan.pending})
     if scan.pending:
-        stats.embed_seconds = _embed_and_store(col, scan.pending, progress, name, chunk_embedder(settings, progress))
+        stats.embed_seconds = _embed_and_store(col, scan.pending, progress, name, chunk_embedder(settings, progress),
+                                               lex=lex)
+    lex.close()
     stats.added = len(scan.pending)
     stats.chunks = col.count()
     manifest.update(complete=True, chunks=stats.chunks, updated=time.time())
@@ -171,7 +180,7 @@ def _unchanged_entry(file: Path, st: os.stat_result, prev: dict | None, existing
     return None
 
 
-def _embed_and_store(col, chunks: list, progress: bool, name: str, embed=embed_texts) -> float:
+def _embed_and_store(col, chunks: list, progress: bool, name: str, embed=embed_texts, lex=None) -> float:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     t = time.perf_counter()
@@ -185,16 +194,21 @@ def _embed_and_store(col, chunks: list, progress: bool, name: str, embed=embed_t
             col.upsert(ids=[c.id for c in batch], embeddings=vectors, documents=[c.text for c in batch],
                        metadatas=[{"path": c.path, "heading": c.heading, "position": c.position,
                                    "hash": c.hash, "n_tokens": c.n_tokens} for c in batch])
+            if lex is not None:  # after Chroma: a kill in between is repaired from the collection
+                lex.add_chunks(batch)
             bar.advance(task, len(batch))
     return time.perf_counter() - t
 
 
 # --- searching -------------------------------------------------------------------------------
 class DocIndex:
-    """A built index: `search(query, k) -> list[Hit]` (the Retriever protocol of answer.py)."""
+    """A built index: `search(query, k) -> list[Hit]` (the Retriever protocol of answer.py).
 
-    def __init__(self, settings: Settings, name: str, collection):
-        self.settings, self.name, self.collection = settings, name, collection
+    settings.retrieval picks the ranking: vector (MiniLM cosine), bm25 (lexical.py) or fused
+    (reciprocal-rank fusion of the two top-FUSION_DEPTH lists)."""
+
+    def __init__(self, settings: Settings, name: str, collection, lexical: LexicalIndex | None = None):
+        self.settings, self.name, self.collection, self.lexical = settings, name, collection, lexical
 
     def count(self) -> int:
         return self.collection.count()
@@ -204,13 +218,26 @@ class DocIndex:
         onnx = get_onnx_embedder(self.settings)
         return onnx.encode(query) if onnx is not None else embed_query(query)
 
-    def search(self, query: str, k: int = 4):
+    def search(self, query: str, k: int = 4, mode: str | None = None):
         query = (query or "").strip()
         if not query:
             raise OnboardError('empty search query: e.g. onboard search "how do I install it?"')
         if k < 1:
             raise OnboardError(f"--k must be at least 1 (got {k})")
-        return self.search_vector(self.embed_query(query), k)
+        mode = check_retrieval_mode(mode or self.settings.retrieval)
+        if mode == "vector" or self.lexical is None:
+            return self.search_vector(self.embed_query(query), k)
+        lexical = self.lexical.search(query, k if mode == "bm25" else max(k, FUSION_DEPTH))
+        if mode == "bm25":
+            return self._hits_by_id(lexical)
+        res = self.collection.query(query_embeddings=[self.embed_query(query)], n_results=max(k, FUSION_DEPTH),
+                                    include=["distances"])
+        return self._hits_by_id(fuse([res["ids"][0], [cid for cid, _ in lexical]], k=RRF_K)[:k])
+
+    def _hits_by_id(self, ranked: list[tuple[str, float]]):
+        rows = self.lexical.rows([cid for cid, _ in ranked])
+        return [_hit(cid, rows[cid][0], dict(zip(("path", "heading", "position"), rows[cid][1:])),
+                     score=round(score, 4)) for cid, score in ranked if cid in rows]
 
     def all_hits(self, page: int = 500):
         """Every chunk of the index as a Hit (score 0), in pages."""
@@ -260,7 +287,10 @@ def open_retriever(settings: Settings, name: str | None = None, progress: bool =
     col = open_collection(settings, name, create=False)
     if col is None or (settings.chroma_url and col.count() == 0):
         raise _missing_index_error(name)
-    index = DocIndex(settings, name, col)
+    lexical = LexicalIndex.open(settings, name)
+    if lexical.count() < col.count():  # an index built before BM25, or a server index: fill it once
+        sync_from_collection(lexical, col, delete=False)
+    index = DocIndex(settings, name, col, lexical)
     if warm:
         index.embed_query("warm up")  # load the embedder now, not inside the first timed search
     return index
