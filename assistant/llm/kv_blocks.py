@@ -170,6 +170,7 @@ class BlockPrefill:
         self.enabled = store is not None and n_seq >= 2 and bool(llama_cpp.llama_memory_can_shift(self.mem))
         self.model_id = model_id
         self.spliced = 0  # blocks taken from the store in the last prefill
+        self.prefix_loaded = False  # whether the last prefill loaded the canonical prefix
         self.encoded = 0  # blocks encoded (and stored) in the last prefill
 
     # --- public --------------------------------------------------------------------------
@@ -193,6 +194,10 @@ class BlockPrefill:
                 start += len(seg.tokens)
         llm.n_tokens = keep
         llm._ctx.kv_cache_seq_rm(-1, keep, -1)
+        self.prefix_loaded = False
+        if self.enabled and canonical and keep < len(canonical) == len(segments[0].tokens) \
+                and segments[0].tokens == list(canonical):
+            keep = self._load_prefix(list(canonical), keep)
         start = 0
         fresh: list[int] = []
         for i, seg in enumerate(segments):
@@ -223,6 +228,26 @@ class BlockPrefill:
         return data is not None
 
     # --- blocks --------------------------------------------------------------------------
+    def _load_prefix(self, canonical: list[int], keep: int) -> int:
+        """Put the stored canonical prefix (system prompt + start of the documents, which
+        _encode stores once) in place of the first `keep` tokens: a new process, or one that
+        just answered without documents, skips reading it. Exact: the same tokens at the same
+        positions. Returns how many tokens the cache now keeps."""
+        data = self.store.get(self._key(canonical, []))
+        if data is None:
+            return keep
+        self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        if not self._load(data, 0):
+            self.lib.llama_memory_seq_rm(self.mem, -1, -1, -1)  # a failed load may leave cells
+            self.llm.n_tokens = 0
+            return 0
+        n = len(canonical)
+        self.llm.input_ids[:n] = canonical
+        self.llm.n_tokens = n
+        self.llm._requires_eval = True  # logits are stale until the next decode
+        self.prefix_loaded = True
+        return n
+
     def _key(self, canonical: list[int], block: list[int]) -> str:
         h = hashlib.sha256(f"{self.model_id}|{self.lib.__version__}|".encode())
         h.update(repr(canonical).encode() + b"|" + repr(block).encode())

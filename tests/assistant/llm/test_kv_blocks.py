@@ -168,3 +168,21 @@ def test_mcq_scoring_in_rag_mode_reuses_blocks(reuse_model):
     rows += evaluate([b], {"m": reuse_model}, ["rag"], runs=1, retriever=_FixedRetriever(DOCS[::-1]), k=3)
     assert [r["id"] for r in rows] == ["a", "b"] and all(r["kept"] == 3 and "pred_single" in r for r in rows)
     assert reuse_model.blocks.store.hits - hits_before == 3  # b's three blocks came from the store
+
+
+def test_stored_prefix_is_loaded_instead_of_read(reuse_model, smollm_gguf):
+    """The system prompt and documents header before the blocks is stored with them: a cache
+    holding another prompt, or a new process on the same store, loads it instead of reading it,
+    and the logits stay those of the prompt read in place."""
+    q = "Which port does the server use by default?"
+    fresh = _next_token_logprobs(reuse_model, q, DOCS[:1], reuse=False)  # reads all; nothing stored
+    assert not reuse_model.blocks.prefix_loaded
+    _next_token_logprobs(reuse_model, q, DOCS[:1], reuse=True)  # encodes the block, stores the prefix
+    reuse_model.chat([{"role": "user", "content": "unrelated"}], max_tokens=2)
+    warm = _next_token_logprobs(reuse_model, q, DOCS[:1], reuse=True)
+    assert reuse_model.blocks.prefix_loaded and reuse_model.blocks.spliced == 1
+    np.testing.assert_allclose(warm, fresh, atol=2e-3)
+    other = ChatModel(smollm_gguf, n_ctx=2048, n_threads=2, seed=0, block_store=reuse_model.blocks.store)
+    again = _next_token_logprobs(other, q, DOCS[:1], reuse=True)
+    assert other.blocks.prefix_loaded and other.blocks.spliced == 1 and other.blocks.encoded == 0
+    np.testing.assert_allclose(again, warm, atol=1e-4)
