@@ -14,6 +14,7 @@ another row, without a corpus) when it says something different: a plausible wro
 from __future__ import annotations
 
 import csv
+import io
 import sys
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def read_pairs(path: Path) -> list[dict]:
         raise OnboardError(f"{path} not found: pass a .csv or .jsonl file of question/answer pairs")
     suffix = path.suffix.lower()
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        # bytes, not read_text: universal newlines would turn \r\n inside quoted fields into \n
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError:
         raise OnboardError(f"{path} is not UTF-8 text") from None
     pairs: list[dict] = []
@@ -56,7 +58,9 @@ def read_pairs(path: Path) -> list[dict]:
             pairs.append({"question": str(obj[keys[0]] or ""), "answer": str(obj[keys[1]] or "")})
     elif suffix in (".csv", ".tsv"):
         csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-        reader = csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")
+        # A file-like object with newline="": line breaks inside quoted fields stay part of the
+        # field, and U+2028 / \x0b / \x1c (which str.splitlines splits on) stay characters.
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
         keys = _pick_keys(reader.fieldnames or [])
         if keys is None:
             raise OnboardError(f"{path}: the header needs question and answer columns "

@@ -79,3 +79,29 @@ def test_bad_import_files_are_clear_errors(tmp_path, run_cli):
     assert code != 0 and err.startswith("onboard: error:") and "use .csv or .jsonl" in err
     code, _, err = run_cli("data", "import", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o"))
     assert code != 0 and "not found" in err
+
+
+def test_read_pairs_keeps_every_answer_of_the_reference_csv():
+    """Issue 20, defect 6: 226 of the 3,000 answers lost their line breaks."""
+    if not CSV.is_file():
+        pytest.skip("../shared/data/nitro_qa_gpt4.csv not present")
+    with open(CSV, newline="", encoding="utf-8-sig") as f:
+        expected = [row["answer"].strip() for row in csv.DictReader(f)]
+    pairs = read_pairs(CSV)
+    assert len(pairs) == len(expected) == 3000
+    assert [p["answer"] for p in pairs] == expected
+    assert sum("\n" in a for a in expected) > 0  # the file does hold multi-line answers
+
+
+def test_read_pairs_keeps_quoted_line_breaks_and_u2028(tmp_path):
+    path = tmp_path / "qa.csv"
+    answer = "Run:\r\n\r\n    nitro --port 3928\r\n\nthen\u2028check\u2029/health."
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["question", "answer"])
+        w.writerow(["How do I start it?", answer])
+        w.writerow(["Second\u2028question?", "two"])
+    pairs = read_pairs(path)
+    assert len(pairs) == 2
+    assert pairs[0]["answer"] == answer.strip()
+    assert pairs[1]["answer"] == "two"
