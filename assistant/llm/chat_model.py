@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 from assistant.errors import OnboardError
 from assistant.llm.context_limit import check_context
 from assistant.llm.kv_blocks import BlockPrefill, BlockStore, Segment, two_sequence_context
+from assistant.llm.prompt_lookup import PromptLookup, lookup_llama_class
 from assistant.llm.registry import check_gguf
 
 
@@ -71,16 +72,20 @@ def quiet_stderr():
 class ChatModel:
     """A loaded GGUF model. Thread-safe: one generation at a time (llama.cpp contexts are not)."""
 
+    # Prompt lookup pays where answers copy from the prompt: prompts with documents, and a
+    # sampler that mostly picks the likeliest token (measured: bench/prompt_lookup.py).
+    LOOKUP_MAX_TEMPERATURE = 0.0
+
     def __init__(self, path: str | Path, n_ctx: int = 4096, n_threads: int | None = None,
-                 seed: int = 0, logits_all: bool = False, block_store: BlockStore | None = None):
+                 seed: int = 0, logits_all: bool = False, block_store: BlockStore | None = None,
+                 prompt_lookup: bool = True):
         self.path = check_gguf(Path(path))
         check_context(self.path, n_ctx)  # llama.cpp would allocate whatever n_ctx asks for
         self.lock = threading.RLock()
-        import llama_cpp
 
         try:
             with quiet_stderr(), two_sequence_context():
-                self.llm = llama_cpp.Llama(
+                self.llm = lookup_llama_class()(
                     model_path=str(self.path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
                     seed=seed, verbose=False, logits_all=logits_all,
                 )
@@ -97,6 +102,8 @@ class ChatModel:
         # the context can shift positions.
         self.blocks = BlockPrefill(self.llm, block_store if self.formatter else None,
                                    f"{self.path.resolve()}:{self.path.stat().st_size}")
+        # Drafts tokens for answers over documents (prompt_lookup.py); None turns it off.
+        self.prompt_lookup: PromptLookup | None = PromptLookup() if prompt_lookup else None
 
     @property
     def name(self) -> str:
@@ -155,6 +162,9 @@ class ChatModel:
                          presence_penalty=presence_penalty)
         with self.lock:
             start = time.perf_counter()
+            # llama-cpp-python's generate drafts with whatever draft_model the Llama holds.
+            self.llm.draft_model = (self.prompt_lookup if blocks and temperature <= self.LOOKUP_MAX_TEMPERATURE
+                                    else None)
             if blocks and self.blocks.enabled:
                 tokens = self.blocks.prefill(*self.prompt_segments(messages, blocks))
                 stats.prompt_tokens = len(tokens)
@@ -180,6 +190,7 @@ class ChatModel:
                         break
             finally:
                 stream.close()
+                self.llm.draft_model = None
                 stats.total_s = time.perf_counter() - start
                 self.last = stats
 
