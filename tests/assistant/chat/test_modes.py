@@ -11,6 +11,7 @@ from assistant.chat.prompts import SYSTEM_RAG
 from assistant.llm.chat_model import ChatModel
 from assistant.rag.index import index_path, open_retriever
 from assistant.settings import load_settings
+from tests.assistant.chat.recording import RecordingRetriever
 
 TIMING_KEYS = {"retrieve_ms", "ttft_ms", "tokens_per_s"}
 
@@ -107,24 +108,13 @@ def test_planted_prompt_injection(smollm, injected_retriever, monkeypatch):
     assert "BANANA" in raw_answer.upper()
 
 
-class _RecordingRetriever:
-    """A real retriever that remembers every query it was asked."""
-
-    def __init__(self, inner):
-        self.inner, self.queries = inner, []
-
-    def search(self, query, k):
-        self.queries.append(query)
-        return self.inner.search(query, k)
-
-
 def test_eval_and_ask_search_with_the_same_hybrid_query(smollm, nitro_settings):
     """`onboard eval --modes hybrid` scores the hybrid that `onboard ask --mode hybrid` runs."""
     from assistant.eval.mcq import MCQItem
     from assistant.eval.scoring import LetterScorer, prepare_context
 
     question = "Which port does the Nitro server listen on by default?"
-    retriever = _RecordingRetriever(open_retriever(nitro_settings, "nitro"))
+    retriever = RecordingRetriever(open_retriever(nitro_settings, "nitro"))
     AnswerJob(question, smollm, mode="hybrid", retriever=retriever, k=3, max_tokens=4).prepare()
     item = MCQItem("port", question, ["3928", "8080", "5000", "11434"], 0)
     prepare_context(LetterScorer(smollm), item, "hybrid", retriever, 3, {})
