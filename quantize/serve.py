@@ -11,13 +11,18 @@ Modes: plain sends the client's messages to the model as they are; rag and hybri
 an answering session (`assistant.chat.session`, the same as `onboard ask` and the TUI: retrieval, citations, prompt-injection defence) on the last user
 message with earlier turns as history. Pick a mode per request with the model id `NAME:rag`
 (listed by /v1/models, handy in apps like Jan) or an extra `"mode"` field; default is --mode.
-One llama.cpp context serves one request at a time: requests wait their turn on a lock, each
-generation runs in its own worker thread (so the event loop stays free and a client that
-disconnects stops its generation), and more than `max_waiting` queued requests get a 503.
+
+One llama.cpp context serves one request at a time, so a request must never hold the model for
+a client that is gone: each generation runs in its own worker thread behind a lock, and the
+event loop waits on it while polling for the client's disconnect (streaming or not) and for the
+request's deadline; either sets the generation's cancel flag, which the worker checks between
+tokens and while queued for the lock. Token counting runs in a thread pool too, so /health and
+other clients never wait on the event loop. More than `max_waiting` queued requests get a 503.
+The HTTP edge (Host allowlist, API key, body size limit) is `quantize.serve_http`.
 Binds to 127.0.0.1 unless told otherwise; set --api-key to require `Authorization: Bearer KEY`.
 """
 
-import asyncio
+import collections
 import json
 import threading
 import time
@@ -29,22 +34,14 @@ from assistant.chat.modes import MODES, check_mode
 from assistant.chat.prompts import SYSTEM_PLAIN
 from assistant.chat.session import Session
 from assistant.errors import OnboardError
+from quantize.serve_generation import ClientGone, Generation
+from quantize.serve_http import (Guard, RequestError, error_body, error_response, host_warning,
+                                 validation_message)
 
 DEFAULT_PORT = 8000
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-class RequestError(Exception):
-    """A client mistake: becomes a 400 with an OpenAI-style error body."""
-
-    def __init__(self, message: str, param: str | None = None, code: str | None = None, status: int = 400):
-        super().__init__(message)
-        self.message, self.param, self.code, self.status = message, param, code, status
-
-
-def error_body(message: str, param: str | None = None, code: str | None = None,
-               kind: str = "invalid_request_error") -> dict:
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+NO_TELEMETRY = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False, "auto_configure": False}
+__all__ = ["RequestError", "ServerState", "build_state", "create_app", "error_body", "host_warning",
+           "interpret", "make_server", "run_in_thread"]
 
 
 @dataclass
@@ -58,9 +55,14 @@ class ServerState:
     cite_sources: bool = True
     api_key: str | None = None
     max_waiting: int = 16
+    request_timeout: float | None = 600.0  # seconds from arrival to the last token, queueing included
+    max_body_bytes: int = 1_000_000
+    bind_host: str = "127.0.0.1"  # for the Host allowlist (quantize.serve_http.Guard)
+    allow_hosts: tuple[str, ...] = ()
     lock: threading.Lock = field(default_factory=threading.Lock)
     waiting: int = 0
     counter_lock: threading.Lock = field(default_factory=threading.Lock)
+    recent: collections.deque = field(default_factory=lambda: collections.deque(maxlen=256))  # RequestRecords
     session: Any = None  # assistant.chat.session.Session around `model`
 
     def __post_init__(self):
@@ -91,12 +93,8 @@ def _text(content) -> str:
     raise RequestError("message content must be a string or a list of text parts", param="messages")
 
 
-def interpret(state: ServerState, body) -> dict:
-    """Validated request -> what to run. Raises RequestError with a message a person can act on."""
-    if body.n not in (None, 1):
-        raise RequestError("n must be 1: this server returns one choice per request", param="n")
-    if body.tools or body.functions:
-        raise RequestError("tools/functions are not supported by this server", param="tools")
+def _mode(state: ServerState, body) -> str:
+    """The answer mode a request asks for: model id `NAME:MODE`, else a `mode` field, else --mode."""
     mode = state.mode
     model = body.model or state.model_id
     if model not in state.model_ids():
@@ -114,6 +112,29 @@ def interpret(state: ServerState, body) -> dict:
         except OnboardError as e:
             raise RequestError(str(e), param="mode") from None
         mode = extra_mode
+    return mode
+
+
+def _history(messages: list[dict]) -> list[tuple[str, str]]:
+    """rag/hybrid: earlier (user, assistant) pairs become history."""
+    history, pending = [], None
+    for m in messages[:-1]:
+        if m["role"] == "user":
+            pending = m["content"]
+        elif m["role"] == "assistant" and pending is not None:
+            history.append((pending, m["content"]))
+            pending = None
+    return history
+
+
+def interpret(state: ServerState, body) -> dict:
+    """Validated request -> what to run. Raises RequestError with a message a person can act on.
+    Counts tokens (CPU work proportional to the body): call it off the event loop."""
+    if body.n not in (None, 1):
+        raise RequestError("n must be 1: this server returns one choice per request", param="n")
+    if body.tools or body.functions:
+        raise RequestError("tools/functions are not supported by this server", param="tools")
+    mode = _mode(state, body)
     if not body.messages:
         raise RequestError("messages is empty: send at least one message with role 'user'", param="messages")
     messages = [{"role": m["role"], "content": _text(m.get("content"))} for m in body.messages]
@@ -137,134 +158,118 @@ def interpret(state: ServerState, body) -> dict:
             raise RequestError(f"this model's context is {n_ctx} tokens, but the messages take about {used} "
                                f"and max_tokens asks for {max_tokens}: shorten the conversation or lower max_tokens",
                                param="messages", code="context_length_exceeded")
-    history, pending = [], None
-    for m in messages[:-1]:  # rag/hybrid: earlier (user, assistant) pairs become history
-        if m["role"] == "user":
-            pending = m["content"]
-        elif m["role"] == "assistant" and pending is not None:
-            history.append((pending, m["content"]))
-            pending = None
-    return {"mode": mode, "messages": messages, "question": messages[-1]["content"], "history": history,
+    return {"mode": mode, "messages": messages, "question": messages[-1]["content"], "history": _history(messages),
             "max_tokens": max_tokens, "temperature": temperature, "stop": stop or None,
             "model_name": f"{state.model_id}:{mode}" if mode != state.mode else state.model_id}
 
 
-# --- generation in a worker thread -------------------------------------------------------
-def _sources_text(sources) -> str:
-    return "\n\nSources:\n" + "\n".join(f"[{i}] {h.ref}" for i, h in enumerate(sources, 1))
-
-
-def _worker(state: ServerState, plan: dict, emit, cancel: threading.Event) -> None:
-    """Runs in its own thread: holds the model lock for the whole request (llama.cpp contexts are
-    single-user), and reports ("ready", sources) / ("piece", text) / ("done", stats) / ("error", exc)."""
-    try:
-        with state.lock:
-            with state.counter_lock:
-                state.waiting -= 1
-            if cancel.is_set():
-                return
-            model, sources = state.model, []
-            if plan["mode"] == "plain":
-                pieces = model.stream_chat(plan["messages"], max_tokens=plan["max_tokens"],
-                                           temperature=plan["temperature"], stop=plan["stop"], cancel=cancel)
-            else:
-                state.get_retriever()
-                job = state.session.job(plan["question"], mode=plan["mode"], history=plan["history"],
-                                        max_tokens=plan["max_tokens"], temperature=plan["temperature"],
-                                        cancel=cancel, label=plan["model_name"])
-                sources = job.prepare()
-                pieces = job.stream()
-            ready = False
-            for piece in pieces:
-                if not ready:
-                    emit(("ready", sources))
-                    ready = True
-                emit(("piece", piece))
-            if not ready:
-                emit(("ready", sources))
-            if sources and state.cite_sources:
-                emit(("piece", _sources_text(sources)))
-            stats = model.last
-            emit(("done", {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
-                           "total_tokens": stats.prompt_tokens + stats.completion_tokens,
-                           "sources": [h.to_dict() for h in sources], "timings": stats.to_dict()}))
-    except OnboardError as e:
-        emit(("error", RequestError(str(e))))
-    except ValueError as e:  # llama.cpp: "Requested tokens (...) exceed context window of ..."
-        emit(("error", RequestError(str(e), code="context_length_exceeded")))
-    except Exception as e:  # noqa: BLE001 - reported to the client as a 500, server keeps running
-        emit(("error", e))
-
-
-def start_generation(state: ServerState, plan: dict) -> tuple[asyncio.Queue, threading.Event]:
-    with state.counter_lock:
-        if state.waiting >= state.max_waiting:
-            raise RequestError(f"server busy: {state.waiting} requests already waiting; retry shortly",
-                               code="server_busy", status=503)
-        state.waiting += 1
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
-    cancel = threading.Event()
-
-    def emit(item):
-        loop.call_soon_threadsafe(queue.put_nowait, item)
-
-    threading.Thread(target=_worker, args=(state, plan, emit, cancel), daemon=True,
-                     name="onboard-serve-generation").start()
-    return queue, cancel
-
-
-def validation_message(errors: list[dict]) -> tuple[str, str | None]:
-    """pydantic errors -> (one readable line, the offending top-level field)."""
-    if any(e.get("type") == "json_invalid" for e in errors):
-        return "request body is not valid JSON", None
-    problems, param = [], None
-    for e in errors:
-        loc = [p for p in e.get("loc", ()) if p != "body"]
-        param = param or (str(loc[0]) if loc else None)
-        if len(loc) >= 2 and loc[0] == "messages" and isinstance(loc[1], int):
-            line = (f"messages[{loc[1]}] must be an object with a role (system, user or assistant) "
-                    "and string content")
-        else:
-            line = f"{'.'.join(map(str, loc))}: {e.get('msg')}" if loc else str(e.get("msg"))
-        if line not in problems:
-            problems.append(line)
-    return "invalid request: " + "; ".join(problems[:3]), param
-
-
 # --- the app -----------------------------------------------------------------------------
+def _usage(done: dict) -> dict:
+    return {k: done[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+
+
+def _finish_reason(plan: dict, usage: dict) -> str:
+    return "length" if usage["completion_tokens"] >= plan["max_tokens"] else "stop"
+
+
+async def _complete(gen: Generation, request, plan: dict, head: dict) -> dict:
+    """The non-streaming answer: every piece, then one chat.completion object."""
+    parts = []
+    while True:
+        kind, value = await gen.next(request)
+        if kind == "piece":
+            parts.append(value)
+        elif kind == "done":
+            break
+    usage = _usage(value)
+    return {**head, "object": "chat.completion", "choices": [{
+        "index": 0, "message": {"role": "assistant", "content": "".join(parts).strip()},
+        "logprobs": None, "finish_reason": _finish_reason(plan, usage)}],
+        "usage": usage, "sources": value["sources"], "timings": value["timings"]}
+
+
+def _stream(gen: Generation, request, plan: dict, head: dict):
+    """The streaming answer: server-sent chat.completion.chunk events, then [DONE]."""
+    from sse_starlette.sse import EventSourceResponse
+
+    def chunk(delta: dict, finish: str | None = None, **extra) -> dict:
+        return {"data": json.dumps({**head, "object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra})}
+
+    async def events():
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            while True:
+                try:
+                    kind, value = await gen.next(request)
+                except ClientGone:
+                    return
+                except Exception as e:  # noqa: BLE001 - headers are sent: report in-band, as OpenAI does
+                    msg = e.message if isinstance(e, RequestError) else f"{type(e).__name__}: {e}"
+                    yield {"data": json.dumps(error_body(msg, code=getattr(e, "code", None), kind="server_error"))}
+                    break
+                if kind == "piece":
+                    yield chunk({"content": value})
+                elif kind == "done":
+                    usage = _usage(value)
+                    yield chunk({}, _finish_reason(plan, usage), usage=usage, sources=value["sources"])
+                    break
+            yield {"data": "[DONE]"}
+        finally:
+            gen.stop()  # client gone (sse-starlette cancels us) or stream finished: stop generating
+
+    return EventSourceResponse(events(), ping=15)
+
+
+async def chat_completions(state: ServerState, request, body):
+    """POST /v1/chat/completions: interpret (off the loop), queue the generation, wait for its
+    first event so that early errors are proper 4xx, then answer whole or streamed."""
+    from fastapi.responses import Response
+    from starlette.concurrency import run_in_threadpool
+
+    gen = None
+    try:
+        plan = await run_in_threadpool(interpret, state, body)
+        gen = Generation(state, plan)
+        while (await gen.next(request))[0] != "ready":
+            pass
+        head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": plan["model_name"]}
+        if body.stream:
+            response, gen = _stream(gen, request, plan, head), None  # the stream stops it
+            return response
+        return await _complete(gen, request, plan, head)
+    except RequestError as e:
+        return error_response(e)
+    except ClientGone:
+        return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
+    except Exception as e:  # noqa: BLE001 - a worker failure: a 500 with a readable body
+        return error_response(RequestError(f"{type(e).__name__}: {e}", code="server_error", status=500))
+    finally:
+        if gen is not None:
+            gen.stop()
+
+
 def create_app(state: ServerState):
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from llama_cpp.server.types import CreateChatCompletionRequest
-    from sse_starlette.sse import EventSourceResponse
 
     class ChatRequest(CreateChatCompletionRequest):
         mode: Optional[str] = None  # onboard extension: plain | rag | hybrid
         model_config = {"extra": "allow"}
 
-    app = FastAPI(title="onboard OpenAI-compatible server", version="1")
-
-    def err(e: RequestError) -> JSONResponse:
-        kind = "server_busy" if e.status == 503 else "invalid_request_error"
-        return JSONResponse(error_body(e.message, e.param, e.code, kind), status_code=e.status)
+    # FastAPI's own OpenTelemetry hooks stay off: no exporter an environment variable could switch on
+    app = FastAPI(title="onboard OpenAI-compatible server", version="1", telemetry=NO_TELEMETRY)
+    app.add_middleware(Guard, state=state)  # Host, API key, body size: before anything is parsed
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError):
         return JSONResponse(error_body(*validation_message(exc.errors())), status_code=400)
 
-    @app.middleware("http")
-    async def _auth(request: Request, call_next):
-        if state.api_key and request.url.path.startswith("/v1"):
-            if request.headers.get("authorization", "") != f"Bearer {state.api_key}":
-                return JSONResponse(error_body("missing or wrong API key (Authorization: Bearer KEY)",
-                                               kind="authentication_error", code="invalid_api_key"), 401)
-        return await call_next(request)
-
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": state.model_id, "mode": state.mode}
+        return {"status": "ok", "model": state.model_id, "mode": state.mode, "waiting": state.waiting}
 
     @app.get("/v1/models")
     async def models():
@@ -274,84 +279,20 @@ def create_app(state: ServerState):
             for mid in state.model_ids()]}
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request, body: ChatRequest):
-        try:
-            plan = interpret(state, body)
-            queue, cancel = start_generation(state, plan)
-        except RequestError as e:
-            return err(e)
-        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        head = {"id": cid, "created": created, "model": plan["model_name"]}
-        try:
-            kind, value = await queue.get()
-            if kind == "error":
-                raise value
-        except RequestError as e:
-            return err(e)
-        except asyncio.CancelledError:
-            cancel.set()
-            raise
-        sources = value
-
-        def finish_reason(usage):
-            return "length" if usage["completion_tokens"] >= plan["max_tokens"] else "stop"
-
-        if not body.stream:
-            parts = []
-            try:
-                while True:
-                    kind, value = await queue.get()
-                    if kind == "piece":
-                        parts.append(value)
-                    elif kind == "done":
-                        break
-                    elif kind == "error":
-                        raise value
-            except asyncio.CancelledError:
-                cancel.set()
-                raise
-            usage = {k: value[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
-            return {**head, "object": "chat.completion", "choices": [{
-                "index": 0, "message": {"role": "assistant", "content": "".join(parts).strip()},
-                "logprobs": None, "finish_reason": finish_reason(usage)}],
-                "usage": usage, "sources": value["sources"], "timings": value["timings"]}
-
-        def chunk(delta: dict, finish: str | None = None, **extra) -> dict:
-            return {"data": json.dumps({**head, "object": "chat.completion.chunk", "choices": [
-                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra})}
-
-        async def events():
-            try:
-                yield chunk({"role": "assistant", "content": ""})
-                while True:
-                    kind, value = await queue.get()
-                    if kind == "piece":
-                        yield chunk({"content": value})
-                    elif kind == "done":
-                        usage = {k: value[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
-                        yield chunk({}, finish_reason(usage), usage=usage, sources=value["sources"])
-                        break
-                    elif kind == "error":  # headers are sent: report in-band, as OpenAI does
-                        msg = value.message if isinstance(value, RequestError) else f"{type(value).__name__}: {value}"
-                        yield {"data": json.dumps(error_body(msg, kind="server_error"))}
-                        break
-                yield {"data": "[DONE]"}
-            finally:
-                cancel.set()  # client gone or stream finished: stop generating
-
-        del sources
-        return EventSourceResponse(events(), ping=15)
+    async def _chat(request: Request, body: ChatRequest):
+        return await chat_completions(state, request, body)
 
     return app
 
 
 # --- running it --------------------------------------------------------------------------
 def build_state(settings, model: str | None = None, index: str | None = None, mode: str | None = None,
-                api_key: str | None = None, cite_sources: bool = True) -> ServerState:
+                api_key: str | None = None, cite_sources: bool = True, **limits) -> ServerState:
+    """`limits`: other ServerState fields (request_timeout, max_body_bytes, bind_host, allow_hosts)."""
     mode = check_mode(mode or "plain")
     session = Session(settings, model_name=model, index=index)
     state = ServerState(model=session.model(), model_id=session.model_label, settings=settings, mode=mode,
-                        index=index, api_key=api_key, cite_sources=cite_sources, session=session)
+                        index=index, api_key=api_key, cite_sources=cite_sources, session=session, **limits)
     if mode != "plain":
         state.retriever = None
         try:

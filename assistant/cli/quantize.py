@@ -107,17 +107,48 @@ def cmd_bundle_import(args, settings) -> int:
           f"installed model {info['model']}" + (f" and index {info['index']}" if info.get("index") else "")
           + f" into {settings.home}\ntry: onboard ask --model {info['model']}"
           + (f" --index {info['index']} --mode rag" if info.get("index") else "") + ' "..."')
+    if not args.json:  # what the bundle may change is the user's to see
+        shown = ", ".join(f"{k} = {v}" for k, v in info["settings"].items())
+        print(f"bundle settings {'written to config.toml' if info['config_written'] else '(not applied: config.toml exists)'}"
+              f": {shown}")
+        if info["ignored_settings"]:
+            print(f"ignored (a bundle may not set these): {', '.join(info['ignored_settings'])}", file=sys.stderr)
     return 0
+
+
+def _number(option: str, low: float, strict: bool):
+    import argparse
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (value > low if strict else value >= low):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{option} must be a number {'>' if strict else '>='} {low:g}, "
+                                             f"got {text!r}")
+        return value
+    return parse
+
+
+def _positive(option: str):
+    return _number(option, 0, strict=True)
+
+
+def _non_negative(option: str):
+    return _number(option, 0, strict=False)
 
 
 def cmd_serve(args, settings) -> int:
     import os
 
-    from quantize.serve import LOOPBACK, build_state, create_app, make_server
+    from quantize.serve import build_state, create_app, host_warning, make_server
 
     api_key = args.api_key or os.environ.get("ONBOARD_API_KEY")
     console = _console()
-    kw = dict(model=args.model, index=args.index, api_key=api_key, cite_sources=not args.no_sources)
+    kw = dict(model=args.model, index=args.index, api_key=api_key, cite_sources=not args.no_sources,
+              request_timeout=args.request_timeout or None, max_body_bytes=int(args.max_body_mb * 1_000_000),
+              bind_host=args.host, allow_hosts=tuple(args.allow_host or ()))
     try:
         state = build_state(settings, mode=args.mode or settings.mode, **kw)
     except OnboardError as e:
@@ -126,9 +157,9 @@ def cmd_serve(args, settings) -> int:
         # no --mode given and the default (rag) has no index yet: still serve, without retrieval
         console.print(f"[yellow]{e}: serving in plain mode[/yellow]")
         state = build_state(settings, mode="plain", **kw)
-    if args.host not in LOOPBACK:
-        console.print(f"[yellow]warning: listening on {args.host}: other machines can reach this server"
-                      + ("" if api_key else " and no --api-key is set") + "[/yellow]")
+    warning = host_warning(args.host, api_key)
+    if warning:
+        console.print(f"[yellow]{warning}[/yellow]")
     base = f"http://{args.host}:{args.port}/v1"
     console.print(f"serving [bold]{state.model_id}[/bold] (mode {state.mode}) at {base}  "
                   f"models: {', '.join(state.model_ids())}  (Ctrl+C stops)")
@@ -178,4 +209,10 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", help="require Authorization: Bearer KEY (or set ONBOARD_API_KEY)")
     p.add_argument("--no-sources", action="store_true", help="do not append the Sources list to rag answers")
+    p.add_argument("--request-timeout", type=_non_negative("--request-timeout"), default=600.0, metavar="SECONDS",
+                   help="most seconds a request may take, queueing included; then 504 (default 600, 0 = none)")
+    p.add_argument("--max-body-mb", type=_positive("--max-body-mb"), default=1.0, metavar="MB",
+                   help="largest request body accepted, in MB (default 1); larger ones get 413")
+    p.add_argument("--allow-host", action="append", metavar="NAME",
+                   help="also answer this Host name on a keyless loopback server (e.g. behind a proxy)")
     p.set_defaults(func=cmd_serve)
