@@ -50,7 +50,7 @@ def test_search_ranks_as_pytorch_does(nitro_settings, nitro_mcq):
     assert float((np.asarray(stored["embeddings"]) * embed_texts(texts)).sum(1).min()) > 0.999
     questions = [json.loads(line)["question"] for line in nitro_mcq.read_text().splitlines()[:12]]
     for q in questions:
-        fast = [h.chunk_id for h in idx.search(q, 5)]
+        fast = [h.chunk_id for h in idx.search(q, 5, mode="vector")]
         ref = [h.chunk_id for h in idx.search_vector(embed_query(q), 5)]
         assert fast[:3] == ref[:3] and set(fast) == set(ref), q
 
