@@ -101,6 +101,18 @@ def test_body_over_the_limit_gets_413_before_it_is_parsed(plain_server):
     assert small.status_code == 200, small.text
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_cross_site_simple_requests_generate_nothing(plain_server, content_type):
+    """What a web page may send to 127.0.0.1 without a CORS preflight is refused before the model."""
+    url, state = plain_server
+    before = len(state.recent)
+    body = b'{"messages": [{"role": "user", "content": "hi"}]}'
+    r = httpx.post(url + "/v1/chat/completions", timeout=30, content=body,
+                   headers={"content-type": content_type, "origin": "https://evil.example"})
+    assert r.status_code == 400 and "access-control-allow-origin" not in r.headers
+    assert len(state.recent) == before
+
+
 @pytest.mark.parametrize("host, loopback", [
     ("127.0.0.1", True), ("127.0.0.2", True), ("127.255.255.254", True), ("::1", True), ("[::1]", True),
     ("localhost", True), ("0.0.0.0", False), ("::", False), ("192.168.1.20", False), ("example.com", False),
