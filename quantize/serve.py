@@ -191,6 +191,7 @@ async def _complete(gen: Generation, request, plan: dict, head: dict) -> dict:
 def _stream(gen: Generation, request, plan: dict, head: dict):
     """The streaming answer: server-sent chat.completion.chunk events, then [DONE]."""
     from sse_starlette.sse import EventSourceResponse
+    from starlette.background import BackgroundTask
 
     def chunk(delta: dict, finish: str | None = None, **extra) -> dict:
         return {"data": json.dumps({**head, "object": "chat.completion.chunk", "choices": [
@@ -218,7 +219,8 @@ def _stream(gen: Generation, request, plan: dict, head: dict):
         finally:
             gen.stop()  # client gone (sse-starlette cancels us) or stream finished: stop generating
 
-    return EventSourceResponse(events(), ping=15)
+    # the background task also runs when the client left before events() ever started
+    return EventSourceResponse(events(), ping=15, background=BackgroundTask(gen.aclose))
 
 
 async def chat_completions(state: ServerState, request, body):

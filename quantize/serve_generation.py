@@ -163,6 +163,10 @@ class Generation:
         if self.timer is not None:
             self.timer.cancel()
 
+    async def aclose(self) -> None:
+        """stop() as a coroutine: runs on the event loop, which owns the deadline timer."""
+        self.stop()
+
     async def next(self, request) -> tuple[str, Any]:
         """The worker's next ("ready" | "piece" | "done", value); meanwhile checks that the
         client is still there. Raises ClientGone, a 504 RequestError past the deadline, or the

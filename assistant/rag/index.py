@@ -99,10 +99,12 @@ def index_path(settings: Settings, source: Path, name: str = "docs", chunk_token
     for i in range(0, len(stale), 5000):
         col.delete(ids=stale[i:i + 5000])
     stats.deleted = len(stale)
-    # The BM25 side (lexical.py) follows the same ids: its leftovers go, chunks Chroma holds but it
-    # lacks (a run killed between the two writes, an index older than it) are copied over.
+    # The BM25 side (lexical.py) mirrors the collection: what Chroma keeps after this run's deletions
+    # plus what it is about to add. Its leftovers go; chunks Chroma holds but it lacks (a run killed
+    # between the two writes, an index older than it) are copied over.
     lex = LexicalIndex.open(settings, name)
-    sync_from_collection(lex, col, keep=scan.expected, skip={c.id for c in scan.pending})
+    pending_ids = {c.id for c in scan.pending}
+    sync_from_collection(lex, col, keep=(existing - set(stale)) | pending_ids, skip=pending_ids)
     if scan.pending:
         stats.embed_seconds = _embed_and_store(col, scan.pending, progress, name, chunk_embedder(settings, progress),
                                                lex=lex)
