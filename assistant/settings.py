@@ -102,12 +102,12 @@ class Settings:
     # Document KV reuse (assistant/llm/kv_blocks.py): disk budget for stored document blocks under
     # cache/kv; 0 turns reuse off (every prompt reads its documents again).
     kv_cache_mb: int = 2048
+    retrieval: str = "fused"  # vector | bm25 | fused (reciprocal-rank fusion), see docs/indexing.md
 
     def __post_init__(self):
         for f in fields(self):
             kind = str(f.type).replace(" | None", "")
             if kind in ("int", "float") and not (getattr(self, f.name) is None and "None" in str(f.type)):
-    retrieval: str = "fused"  # vector | bm25 | fused (reciprocal-rank fusion), see docs/indexing.md
                 setattr(self, f.name, check_setting(f.name, getattr(self, f.name), kind))
 
     # --- derived locations -------------------------------------------------------------
