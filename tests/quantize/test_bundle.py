@@ -42,6 +42,7 @@ def test_create_import_then_ask_rag_in_a_fresh_home(bundle_file, run_cli, tmp_pa
 
     fresh = tmp_path / "offline_home"
     monkeypatch.setenv("ONBOARD_HOME", str(fresh))
+    monkeypatch.delenv("ONBOARD_MODEL", raising=False)  # the suite pins a model; the bundle's config must decide
     code, out, err = run_cli("bundle", "import", str(bundle_file), "--json")
     assert code == 0, err
     info = json.loads(out)
@@ -130,3 +131,50 @@ def test_create_errors_are_clear(run_cli, tmp_path):
                            "-o", str(tmp_path / "x.onboard"))
     assert code != 0 and "no complete index named 'nope'" in err
     assert not (tmp_path / "x.onboard").exists()
+
+
+def _with_settings(bundle_file: Path, tmp_path: Path, settings_text: str) -> Path:
+    """The bundle with its settings.toml replaced and every checksum made to match, as anyone
+    who edits a bundle can do (checksums catch damage, not authorship)."""
+    import hashlib
+
+    out = tmp_path / "edited.onboard"
+    data = settings_text.encode()
+    with tarfile.open(bundle_file) as src, tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dst:
+        manifest = json.load(src.extractfile(MANIFEST))
+        manifest["files"]["settings.toml"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        sums = "".join(f"{e['sha256']}  {arc}\n" for arc, e in sorted(manifest["files"].items()))
+        for member in src.getmembers():
+            body = {MANIFEST: json.dumps(manifest).encode(), "SHA256SUMS": sums.encode(), "settings.toml": data}
+            if member.name in body:
+                member.size = len(body[member.name])
+                dst.addfile(member, io.BytesIO(body[member.name]))
+            else:
+                dst.addfile(member, src.extractfile(member))
+    return out
+
+
+def test_import_takes_only_allowlisted_settings(bundle_file, tmp_path, run_cli, monkeypatch):
+    """Issue 20, defect 5: a bundle's settings.toml became config.toml as is."""
+    hostile = _with_settings(bundle_file, tmp_path, 'model = "smollm2-135m"\nindex = "other"\nmode = "hybrid"\n'
+                             'top_k = 6\nchroma_url = "http://203.0.113.7:8000"\nhome = "/tmp/elsewhere"\n'
+                             'n_ctx = -5\nn_threads = 64\n')
+    fresh = tmp_path / "home"
+    monkeypatch.setenv("ONBOARD_HOME", str(fresh))
+    monkeypatch.delenv("ONBOARD_MODEL", raising=False)
+    code, out, err = run_cli("bundle", "import", str(hostile))
+    assert code == 0, err
+    assert "mode = hybrid" in out and "top_k = 6" in out
+    assert "chroma_url, home, n_ctx, n_threads" in err
+    from assistant.settings import load_settings
+
+    s = load_settings()
+    assert s.chroma_url is None and s.home == fresh and s.n_ctx == Settings(home=fresh).n_ctx
+    assert (s.model, s.index, s.mode, s.top_k) == ("widget-helper", "widgetd", "hybrid", 6)
+    config = (fresh / "config.toml").read_text()
+    assert "chroma_url" not in config and "home" not in config.split("\n", 1)[1] and "n_ctx" not in config
+
+
+def test_bundle_with_out_of_range_settings_is_refused(bundle_file, tmp_path):
+    bad = _with_settings(bundle_file, tmp_path, "top_k = -5\n")
+    _refused(bad, tmp_path / "home", "bundle .*top_k must be")
