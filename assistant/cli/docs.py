@@ -41,7 +41,12 @@ def cmd_index(args, settings) -> int:
 
     stats = index_path(settings, Path(args.path), name=args.index or settings.index,
                        chunk_tokens=args.chunk_tokens, overlap=args.overlap,
-                       progress=not args.json and sys.stderr.isatty(), max_file_mb=args.max_file_mb)
+                       progress=not args.json and sys.stderr.isatty(), max_file_mb=args.max_file_mb,
+                       add=args.add, replace=args.replace)
+    if stats.replaced and stats.replaced["sources"] and not args.json:
+        r = stats.replaced
+        _err(f"onboard: --replace deleted {r['files']} files / {r['chunks']} chunks of "
+             f"{', '.join(r['sources'])} from index {stats.name}")
     _print_index_stats(stats, args.json)
     if args.precompute_kv:
         from assistant.chat.session import precompute_kv
@@ -146,6 +151,11 @@ def register(sub) -> None:
     p.add_argument("--overlap", type=int, help="tokens shared by consecutive chunks (default 30)")
     p.add_argument("--max-file-mb", type=float, help="skip files larger than this (default 20)")
     add_chroma_option(p, "store the index on a Chroma server, e.g. http://host:8000")
+    owner = p.add_mutually_exclusive_group()
+    owner.add_argument("--add", action="store_true",
+                       help="the index already holds another folder: keep it and add this one")
+    owner.add_argument("--replace", action="store_true",
+                       help="the index already holds another folder: delete its chunks (says how many)")
     p.add_argument("--precompute-kv", action="store_true",
                    help="also store every chunk's KV cache for the chat model (faster rag answers; "
                         "about 7 MB per chunk for the default model)")

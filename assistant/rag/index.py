@@ -30,7 +30,8 @@ from assistant.files import sha256_file
 from assistant.rag.embedders import EMBED_FORMAT, EMBED_MAX_SEQ, EMBEDDER, embed_query, embed_texts
 from assistant.rag.lexical import LexicalIndex, check_retrieval_mode, fuse, sync_from_collection
 from assistant.rag.onnx_embedder import chunk_embedder, get_onnx_embedder
-from assistant.rag.store import check_index_name, index_exists, open_collection, read_manifest, write_manifest
+from assistant.rag.store import (check_index_name, claim_sources, index_exists, index_folder_exists, open_collection,
+                                  read_manifest, record_sources, write_manifest)
 from assistant.settings import Settings
 
 MANIFEST_VERSION = 1
@@ -50,6 +51,7 @@ class IndexStats:
     added: int = 0
     deleted: int = 0
     skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
+    replaced: dict | None = None  # with --replace: the folders dropped, their files and chunks
     seconds: float = 0.0
     embed_seconds: float = 0.0
 
@@ -62,8 +64,10 @@ class IndexStats:
 
 
 def index_path(settings: Settings, source: Path, name: str = "docs", chunk_tokens: int | None = None,
-               overlap: int | None = None, progress: bool = True, max_file_mb: float | None = None) -> IndexStats:
-    """Build or update index NAME from a docs folder or file; returns what changed."""
+               overlap: int | None = None, progress: bool = True, max_file_mb: float | None = None,
+               add: bool = False, replace: bool = False) -> IndexStats:
+    """Build or update index NAME from a docs folder or file; returns what changed. An index
+    built from another folder is refused unless `add` (keep both) or `replace` (store.py)."""
     from assistant.rag.chunking import TOKENIZER_MODEL
     from assistant.rag.ingest import DEFAULT_MAX_FILE_MB, empty_corpus_message
 
@@ -78,11 +82,11 @@ def index_path(settings: Settings, source: Path, name: str = "docs", chunk_token
     config = {"chunk_tokens": chunk_tokens, "overlap": overlap, "tokenizer": TOKENIZER_MODEL,
               "embedder": EMBEDDER, "embed_format": EMBED_FORMAT, "max_seq": EMBED_MAX_SEQ}
     old = read_manifest(settings, name)
-    reuse = old.get("version") == MANIFEST_VERSION and old.get("config") == config and old.get("source") == str(source)
-    old_files: dict = old.get("files", {}) if reuse else {}
-
-    col = open_collection(settings, name, create=True)
-    existing = set(col.get(include=[])["ids"])
+    col = open_collection(settings, name, create=True) if index_folder_exists(settings, name) else None
+    existing = set(col.get(include=[])["ids"]) if col is not None else set()
+    owner = claim_sources(name, old, col, str(source), add=add, replace=replace, existing=existing)
+    reuse = old.get("version") == MANIFEST_VERSION and old.get("config") == config
+    old_files: dict = owner.own_files if reuse else {}
     stats = IndexStats(name=name, source=str(source))
     scan = scan_source(source, old_files, existing, chunk_tokens, overlap,
                        int((max_file_mb or DEFAULT_MAX_FILE_MB) * 1e6))
@@ -90,11 +94,15 @@ def index_path(settings: Settings, source: Path, name: str = "docs", chunk_token
     stats.skipped = [{"path": p, "reason": r} for p, r in scan.report.skipped]
     if not scan.files:
         raise OnboardError(empty_corpus_message(source, scan.report))
+    if col is None:
+        col = open_collection(settings, name, create=True)
 
-    stale = sorted(existing - scan.expected)
+    stale = owner.stale(existing, scan.expected)
+    stats.replaced = owner.replaced(existing) if replace else None
     manifest = {"version": MANIFEST_VERSION, "config": config, "source": str(source), "name": name,
-                "complete": False, "files": scan.files}
-    if stale or scan.pending or not old.get("complete") or not reuse or set(old_files) != set(scan.files):
+                "complete": False, "files": scan.files, "sources": owner.sources(scan.files)}
+    if stale or scan.pending or not old.get("complete") or not reuse or set(old_files) != set(scan.files) \
+            or old.get("sources") != manifest["sources"]:
         write_manifest(settings, name, manifest)  # "complete": false until the end
     for i in range(0, len(stale), 5000):
         col.delete(ids=stale[i:i + 5000])
@@ -114,6 +122,7 @@ def index_path(settings: Settings, source: Path, name: str = "docs", chunk_token
     manifest.update(complete=True, chunks=stats.chunks, updated=time.time())
     if stats.added or stats.deleted or not old.get("complete") or old.get("files") != scan.files:
         write_manifest(settings, name, manifest)
+    record_sources(col, owner.all_sources)
     stats.seconds = time.perf_counter() - t0
     return stats
 
@@ -137,7 +146,7 @@ def scan_source(source: Path, old_files: dict, existing: set, chunk_tokens: int,
     from assistant.rag.ingest import IngestReport, SkipFile, iter_files, load_file, rel_path
 
     scan = Scan(report=IngestReport(root=str(source)))
-    for file in iter_files(source):
+    for file in iter_files(source, scan.report.skipped):
         scan.report.files_seen += 1
         rel = rel_path(file, source)
         try:

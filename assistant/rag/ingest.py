@@ -42,16 +42,36 @@ DEFAULT_MAX_FILE_MB = 20.0
 
 
 # --- walking -------------------------------------------------------------------------------
-def iter_files(root: Path) -> Iterator[Path]:
-    """Every non-hidden file under root (sorted, symlinks listed but not followed into dirs)."""
+def iter_files(root: Path, skipped: list[tuple[str, str]] | None = None) -> Iterator[Path]:
+    """Every non-hidden file under root, sorted; nothing outside it. What is left out for a
+    reason the user should know goes to `skipped` as (path relative to root, reason): links
+    to files outside the folder (a hostile link would make any readable file searchable),
+    linked folders (not followed: they may lead outside or loop) and unreadable folders."""
     if not root.is_dir():
         yield root
         return
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS)
+    note = skipped.append if skipped is not None else (lambda item: None)
+    real_root = root.resolve()
+
+    def unreadable(e: OSError) -> None:
+        where = Path(e.filename) if e.filename else root
+        note((rel_path(where, root) if where != root else ".", f"unreadable folder ({e.strerror})"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
+        here = Path(dirpath)
+        visible = sorted(d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS)
+        for d in visible:
+            if (here / d).is_symlink():
+                note((rel_path(here / d, root), "linked folder (links are not followed)"))
+        dirnames[:] = [d for d in visible if not (here / d).is_symlink()]
         for name in sorted(filenames):
-            if not name.startswith("."):
-                yield Path(dirpath) / name
+            if name.startswith("."):
+                continue
+            path = here / name
+            if path.is_symlink() and not path.resolve().is_relative_to(real_root):
+                note((rel_path(path, root), "link to a file outside the folder (not followed)"))
+                continue
+            yield path
 
 
 def rel_path(path: Path, root: Path) -> str:
@@ -121,7 +141,7 @@ def load_documents(path: Path, max_file_mb: float = DEFAULT_MAX_FILE_MB) -> tupl
     report = IngestReport(root=str(path))
     docs: list[Document] = []
     max_bytes = int(max_file_mb * 1e6)
-    for file in iter_files(path):
+    for file in iter_files(path, report.skipped):
         report.files_seen += 1
         rel = rel_path(file, path)
         try:

@@ -119,3 +119,36 @@ def test_empty_and_missing(tmp_path):
         load_documents(tmp_path)
     with pytest.raises(OnboardError, match="does not exist"):
         load_documents(tmp_path / "nope")
+
+
+def test_ingest_stays_inside_the_folder(tmp_path):
+    """Issue 20, defect 7: a link to a file outside the folder was followed and made searchable;
+    linked folders were skipped without a word."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.md").write_text("# Secret\n\nthe password is hunter2\n")
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "guide.md").write_text("# Guide\n\nInstall it.\n")
+    os.symlink(outside / "secret.md", docs / "leak.md")
+    os.symlink(docs / "guide.md", docs / "sub" / "alias.md")  # inside the folder: followed
+    os.symlink(outside, docs / "linked")
+    got, report = load_documents(docs)
+    assert sorted(d.path for d in got) == ["guide.md", "sub/alias.md"]
+    assert not any("hunter2" in d.text for d in got)
+    reasons = dict(report.skipped)
+    assert "outside the folder" in reasons["leak.md"] and "linked folder" in reasons["linked"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any folder")
+def test_unreadable_folder_is_reported(tmp_path):
+    docs = tmp_path / "docs"
+    (docs / "locked").mkdir(parents=True)
+    (docs / "ok.md").write_text("# Ok\n\ntext\n")
+    (docs / "locked" / "x.md").write_text("# X\n\ntext\n")
+    os.chmod(docs / "locked", 0)
+    try:
+        _, report = load_documents(docs)
+    finally:
+        os.chmod(docs / "locked", 0o755)
+    assert "unreadable folder" in dict(report.skipped)["locked"]
