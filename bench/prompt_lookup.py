@@ -51,11 +51,10 @@ def _answer(model, question: str, idx, max_tokens: int, lookup) -> tuple[str, in
     return job.result.answer, stats.completion_tokens - 1, stats.total_s - stats.ttft_s, decodes
 
 
-def bench_model(name: str, settings, idx, questions: list[str], max_tokens: int) -> float | None:
+def bench_model(name: str, settings, idx, questions: list[str], max_tokens: int, lookup) -> float | None:
     from assistant.errors import OnboardError
     from assistant.llm.chat_model import ChatModel
     from assistant.llm.kv_blocks import BlockStore
-    from assistant.llm.prompt_lookup import PromptLookup
     from assistant.llm.registry import resolve_model
 
     try:
@@ -65,7 +64,6 @@ def bench_model(name: str, settings, idx, questions: list[str], max_tokens: int)
         return None
     model = ChatModel(path, n_ctx=settings.n_ctx, n_threads=settings.n_threads, seed=0,
                       block_store=BlockStore(memory_mb=4096))
-    lookup = PromptLookup()
     totals = {"without": [0, 0.0, 0], "with": [0, 0.0, 0]}
     same = 0
     for i, q in enumerate(questions):
@@ -98,24 +96,29 @@ def main() -> int:
     ap.add_argument("--mcq", type=Path, default=SHARED / "eval" / "nitro_mcq_public.jsonl")
     ap.add_argument("--questions", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--num-pred", type=int, default=8, help="tokens drafted at most")
+    ap.add_argument("--min-ngram", type=int, default=2, help="shortest match that drafts")
     args = ap.parse_args()
     if not args.nitro.is_dir() or not args.mcq.is_file():
         print(f"needs {args.nitro} and {args.mcq}; pass --nitro DIR --mcq FILE", file=sys.stderr)
         return 2
 
+    from assistant.llm.prompt_lookup import PromptLookup
     from assistant.rag.index import index_path, open_retriever
     from assistant.settings import load_settings
 
     questions = _questions(args.mcq, args.questions)
     print(f"bench/prompt_lookup.py  cpu={os.cpu_count()}  {len(questions)} rag questions, greedy, "
-          f"max_tokens {args.max_tokens}; decode tok/s with / without prompt lookup", flush=True)
+          f"max_tokens {args.max_tokens}; drafts of up to {args.num_pred} tokens after a match of "
+          f">= {args.min_ngram}; decode tok/s with / without prompt lookup", flush=True)
+    lookup = PromptLookup(max_ngram=max(3, args.min_ngram), min_ngram=args.min_ngram, num_pred=args.num_pred)
     with tempfile.TemporaryDirectory(prefix="onboard-bench-") as tmp:
         os.environ["ONBOARD_HOME"] = tmp
         settings = load_settings(home=Path(tmp))
         index_path(settings, args.nitro, name="nitro", progress=False)
         idx = open_retriever(settings, "nitro")
         for name in args.models.split(","):
-            bench_model(name.strip(), settings, idx, questions, args.max_tokens)
+            bench_model(name.strip(), settings, idx, questions, args.max_tokens, lookup)
     return 0
 
 

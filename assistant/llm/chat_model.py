@@ -72,13 +72,15 @@ def quiet_stderr():
 class ChatModel:
     """A loaded GGUF model. Thread-safe: one generation at a time (llama.cpp contexts are not)."""
 
-    # Prompt lookup pays where answers copy from the prompt: prompts with documents, and a
-    # sampler that mostly picks the likeliest token (measured: bench/prompt_lookup.py).
+    # Prompt lookup can pay only where answers copy from the prompt: prompts with documents, and
+    # greedy decoding. On 2 CPU cores it does not (bench/prompt_lookup.py: a decode that checks 8
+    # drafted tokens is compute-bound and costs more than the ~1.9 tokens it yields), so it is
+    # off unless a caller asks for it.
     LOOKUP_MAX_TEMPERATURE = 0.0
 
     def __init__(self, path: str | Path, n_ctx: int = 4096, n_threads: int | None = None,
                  seed: int = 0, logits_all: bool = False, block_store: BlockStore | None = None,
-                 prompt_lookup: bool = True):
+                 prompt_lookup: bool = False):
         self.path = check_gguf(Path(path))
         check_context(self.path, n_ctx)  # llama.cpp would allocate whatever n_ctx asks for
         self.lock = threading.RLock()
