@@ -41,6 +41,7 @@ LIMITS: dict[str, tuple[float, float | None]] = {
     "chunk_overlap": (0, 100_000),
     "top_k": (1, 1000),
     "kv_cache_mb": (0, 1 << 24),
+    "whole_files_tokens": (0, 1 << 24),  # 0: off
     "repeat_penalty": (0.1, 10.0),  # 1.0: off
     "frequency_penalty": (-2.0, 2.0),  # OpenAI's range; 0.0: off
     "presence_penalty": (-2.0, 2.0),
@@ -99,6 +100,10 @@ class Settings:
     chunk_tokens: int = 300
     chunk_overlap: int = 30
     top_k: int = 4
+    # Small corpora whole (assistant/chat/whole_files.py): when the files the top_k chunks come from
+    # fit in this many prompt tokens (and in the context), the prompt gets those files whole, else
+    # their whole sections, else the chunks; 0: always chunks. Measured in docs/chat.md.
+    whole_files_tokens: int = 0
     # Document KV reuse (assistant/llm/kv_blocks.py): disk budget for stored document blocks under
     # cache/kv; 0 turns reuse off (every prompt reads its documents again).
     kv_cache_mb: int = 2048

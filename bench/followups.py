@@ -32,15 +32,31 @@ DEFAULT_DATA = ROOT / "bench" / "data" / "followups_nitro.jsonl"
 TARGET = 0.85
 
 
+def _pair(turn) -> tuple[str, str]:
+    if isinstance(turn, dict):
+        return str(turn.get("question") or turn.get("q") or ""), str(turn.get("answer") or turn.get("a") or "")
+    return str(turn[0]), str(turn[1] if len(turn) > 1 else "")
+
+
 def read_conversations(path: Path) -> list[dict]:
+    """Conversations: {"history": [[q, a], ...] or [{"question", "answer"}, ...], "question",
+    "sources"}, or {"turns": [{"question", "answer"}, ..., {"question", "sources"}]}."""
     rows = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            row = json.loads(line)
-            if not row.get("history") or not row.get("question") or not row.get("sources"):
-                raise SystemExit(f"{path}:{n}: needs history, question and sources")
-            row["history"] = [tuple(pair) for pair in row["history"]]
-            rows.append(row)
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if "turns" in row and "question" not in row:
+            *earlier, last = row["turns"]
+            row = {**row, "history": earlier, "question": last["question"],
+                   "sources": row.get("sources") or last.get("sources") or last.get("source")}
+        sources = row.get("sources") or row.get("source")
+        row["sources"] = [sources] if isinstance(sources, str) else sources
+        row["history"] = [_pair(t) for t in row.get("history") or []]
+        if not row["history"] or not row.get("question") or not row["sources"]:
+            raise SystemExit(f"{path}:{n}: needs earlier turns, a follow-up question and its sources")
+        row.setdefault("id", f"line-{n}")
+        rows.append(row)
     return rows
 
 
@@ -95,7 +111,7 @@ def main() -> int:
     index_path(settings, args.nitro, name="nitro-followups", progress=False)
     idx = open_retriever(settings, "nitro-followups", progress=False)
     print(f"bench/followups.py  {len(convs)} conversations from {args.data.name}  k={args.k}  "
-          f"cpu={os.cpu_count()}", flush=True)
+          f"retrieval={getattr(settings, 'retrieval', 'vector')}  cpu={os.cpu_count()}", flush=True)
     table = {"bare": score(idx, [c["question"] for c in convs], convs, args.k),
              "concat": score(idx, [f"{c['history'][-1][0]} {c['question']}" for c in convs], convs, args.k)}
     _line("bare follow-up", table["bare"])

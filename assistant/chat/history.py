@@ -40,6 +40,7 @@ class Turn:
     timings: dict = field(default_factory=dict)
     stopped: bool = False
     error: str = ""  # why there is no answer (missing index, model failure); never sent as context
+    query: str = ""  # what retrieval searched (the question, or its standalone rewrite: condense.py)
     rating: int = 0  # 1 up, -1 down, 0 none (the feedback store is the durable record)
     answer_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     ts: float = field(default_factory=time.time)
@@ -131,3 +132,32 @@ class HistoryStore:
 
     def delete(self, conv_id: str) -> None:
         self._path(conv_id).unlink(missing_ok=True)
+
+
+def read_history_file(path: str | Path) -> list[tuple[str, str]]:
+    """Earlier (question, answer) pairs from a JSON file, for `onboard ask --history`: a list of
+    [question, answer] pairs, a list of chat messages ({"role": "user"|"assistant", "content"}), or a
+    conversation saved by `onboard chat` (this module's format)."""
+    path = Path(path).expanduser()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise OnboardError(f"cannot read history file {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise OnboardError(f"history file {path} is not valid JSON ({e})") from None
+    if isinstance(data, dict) and isinstance(data.get("turns"), list):
+        return Conversation.from_dict({"id": "", **data}).pairs()
+    if isinstance(data, list) and all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
+                                      for p in data):
+        return [(q, a) for q, a in data]
+    if isinstance(data, list) and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in data):
+        pairs, pending = [], None
+        for m in data:
+            if m.get("role") == "user":
+                pending = m["content"]
+            elif m.get("role") == "assistant" and pending is not None:
+                pairs.append((pending, m["content"]))
+                pending = None
+        return pairs
+    raise OnboardError(f"history file {path}: expected [[question, answer], ...], a list of chat messages "
+                       '({"role": "user", "content": "..."}), or a conversation saved by onboard chat')

@@ -18,7 +18,8 @@ from typing import Iterator, Sequence
 
 from assistant.chat.condense import standalone_question
 from assistant.chat.loops import LoopDetector
-from assistant.chat.prompts import SYSTEM_DRAFT, SYSTEM_PLAIN, SYSTEM_RAG, document_blocks, fit_hits, rag_user_message
+from assistant.chat.prompts import SYSTEM_DRAFT, SYSTEM_PLAIN, SYSTEM_RAG, document_blocks, rag_user_message
+from assistant.chat.whole_files import fit_context
 from assistant.errors import OnboardError
 from assistant.rag.hits import Hit, Retriever
 
@@ -93,7 +94,8 @@ class AnswerJob:
     def __init__(self, question: str, model, mode: str = "plain", retriever: Retriever | None = None,
                  k: int = 4, history: Sequence[tuple[str, str]] = (), max_tokens: int = 512,
                  temperature: float = 0.2, cancel: threading.Event | None = None,
-                 model_name: str | None = None, penalties: dict | None = None, loop: tuple[int, int] = (8, 3)):
+                 model_name: str | None = None, penalties: dict | None = None, loop: tuple[int, int] = (8, 3),
+                 whole_files_tokens: int = 0):
         """`penalties`: llama.cpp repeat/frequency/presence penalties for stream_chat; `loop`:
         (n, repeats) for the LoopDetector that ends an answer repeating an n-token run (0: off)."""
         question = (question or "").strip()
@@ -105,6 +107,7 @@ class AnswerJob:
         self.model, self.retriever, self.k = model, retriever, k
         self.history, self.max_tokens, self.temperature = list(history), max_tokens, temperature
         self.cancel = cancel or threading.Event()
+        self.whole_files_tokens = whole_files_tokens  # whole_files.py; 0: chunks only
         self.penalties, self.loop = dict(penalties or {}), loop
         self.result = Answer(question=question, mode=mode, model=model_name or model.name)
         self._messages: list[dict] | None = None
@@ -145,7 +148,7 @@ class AnswerJob:
             t = time.perf_counter()
             hits = self.retriever.search(r.query, self.k)
             r.timings["retrieve_ms"] = round((time.perf_counter() - t) * 1000, 2)
-            r.sources = fit_hits(self.model, hits, room)
+            r.sources, _ = fit_context(self.model, hits, room, self.retriever, self.whole_files_tokens)
             user = rag_user_message(question, r.sources)
         self._messages = [{"role": "system", "content": system}, *history, {"role": "user", "content": user}]
         return r.sources

@@ -101,6 +101,7 @@ class Session:
         return AnswerJob(question, self.model(), mode=mode, retriever=retriever, k=k or s.top_k,
                          history=history, max_tokens=max_tokens or s.max_tokens,
                          temperature=s.temperature if temperature is None else temperature,
+                         whole_files_tokens=s.whole_files_tokens,
                          cancel=cancel, model_name=label or self.model_label, penalties=answer_penalties(s),
                          loop=(s.loop_ngram, s.loop_repeats))
 

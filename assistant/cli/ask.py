@@ -1,6 +1,7 @@
 """`onboard ask` (one question, streamed) and `onboard models list|path`.
 
     onboard ask "How do I load a model?" --mode rag --json
+    onboard ask "and how do I unload it?" --mode rag --turn "How do I load a model?" "POST to /loadmodel"
     onboard models list
 """
 from __future__ import annotations
@@ -16,9 +17,13 @@ from assistant.settings import Settings
 def cmd_ask(args, settings: Settings) -> int:
     from assistant.chat.session import Session
 
+    from assistant.chat.history import read_history_file
+
+    history = read_history_file(args.history) if args.history else []
+    history += [tuple(t) for t in args.turn or []]
     job = Session(settings, index=args.index).job(
         " ".join(args.question), mode=args.mode, k=args.k, max_tokens=args.max_tokens,
-        temperature=args.temperature)
+        temperature=args.temperature, history=history)
     if args.json:
         print(json.dumps(job.run().to_dict(), ensure_ascii=False))
         return 0
@@ -29,6 +34,8 @@ def cmd_ask(args, settings: Settings) -> int:
     if job.result.looped:
         print("[stopped: the answer began repeating itself]", file=sys.stderr)
     if job.result.sources:
+        if job.result.query != job.result.question:  # a follow-up, searched as its standalone rewrite
+            print(f"\nSearched: {job.result.query}")
         print("\nSources:")
         for i, h in enumerate(job.result.sources, 1):
             print(f"  [{i}] {h.ref}  (score {h.score:.3f})")
@@ -78,6 +85,10 @@ def register(sub) -> None:
     p.add_argument("--k", type=int, help="chunks to retrieve (default: settings.top_k)")
     p.add_argument("--max-tokens", type=int)
     p.add_argument("--temperature", type=float)
+    p.add_argument("--history", metavar="FILE.json",
+                   help="earlier turns: [[question, answer], ...], chat messages, or a saved chat conversation")
+    p.add_argument("--turn", nargs=2, action="append", metavar=("QUESTION", "ANSWER"),
+                   help="an earlier turn (repeatable, oldest first; after --history's)")
     add_json_option(p, "print one JSON object instead of streaming")
     add_model_options(p)
     p.set_defaults(func=cmd_ask)

@@ -48,16 +48,20 @@ def run_eval(settings: Settings, mcq: str, model_names: list[str], modes: list[s
     # them, so a rerun that adds a mode, a model or runs to an evaluation only scores what is new.
     checkpoint = Checkpoint(out_dir / CHECKPOINT_NAME, {
         "mcq": sha256_file(path), "seed": settings.seed, "k": k or settings.top_k,
-        "n_ctx": settings.n_ctx, "index": index or settings.index, "generate": generate},
+        "n_ctx": settings.n_ctx, "index": index or settings.index, "generate": generate,
+        # only when on, so checkpoints written before this setting existed stay valid
+        **({"whole_files_tokens": settings.whole_files_tokens} if settings.whole_files_tokens else {})},
         models={m: str(resolve_model(n, settings)) for n, m in zip(model_names, models)})
     rows = _evaluate_with_progress(items, models, modes, progress, runs=runs, seed=settings.seed,
                                    retriever=retriever, k=k or settings.top_k, generate=generate,
+                                   whole_files_tokens=settings.whole_files_tokens,
                                    done=checkpoint.done, on_item=checkpoint.append)
     summary = summarize(rows)
     meta = {"mcq": str(path), "mcq_name": "general (built-in)" if mcq == "general" else path.name,
             "items": len(items), "runs": runs, "modes": modes, "models": list(models), "k": k or settings.top_k,
             "index": index or settings.index if retriever else None, "n_ctx": settings.n_ctx,
-            "seed": settings.seed, "seconds": round(time.perf_counter() - t0, 1), "command": command}
+            "seed": settings.seed, "seconds": round(time.perf_counter() - t0, 1), "command": command,
+            "whole_files_tokens": settings.whole_files_tokens}
     files = write_eval(out_dir, rows, summary, meta)
     return {"meta": meta, "summary": summary, "files": files}
 

@@ -29,7 +29,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from assistant.chat.modes import retrieval_query
-from assistant.chat.prompts import SYSTEM_RAG, document_blocks, fit_hits, rag_user_message
+from assistant.chat.prompts import SYSTEM_RAG, document_blocks, rag_user_message
+from assistant.chat.whole_files import fit_context
 from assistant.errors import OnboardError
 from assistant.eval.mcq import LETTERS, MCQItem
 from assistant.llm.kv_blocks import Segment
@@ -127,7 +128,7 @@ def _messages(item: MCQItem, order: Sequence[int], mode: str, hits: Sequence[Hit
 
 
 def prepare_context(scorer: LetterScorer, item: MCQItem, mode: str, retriever, k: int,
-                    retrieval_cache: dict) -> Context:
+                    retrieval_cache: dict, whole_files_tokens: int = 0) -> Context:
     model = scorer.model
     ctx = Context()
     base = len(scorer.tokens(_messages(item, range(len(item.options)), mode, [])))
@@ -142,9 +143,9 @@ def prepare_context(scorer: LetterScorer, item: MCQItem, mode: str, retriever, k
     if query not in retrieval_cache:
         retrieval_cache[query] = retriever.search(query, k)
     ctx.retrieved = list(retrieval_cache[query])
-    ctx.kept = fit_hits(model, ctx.retrieved, room)
-    ctx.truncated = len(ctx.kept) < len(ctx.retrieved) or any(
-        a.text != b.text for a, b in zip(ctx.kept, ctx.retrieved))
+    ctx.kept, unit = fit_context(model, ctx.retrieved, room, retriever, whole_files_tokens)
+    ctx.truncated = unit == "chunks" and (len(ctx.kept) < len(ctx.retrieved) or any(
+        a.text != b.text for a, b in zip(ctx.kept, ctx.retrieved)))
     return ctx
 
 
@@ -208,7 +209,7 @@ def retrieval_fields(ctx: Context, item: MCQItem) -> dict:
 
 
 def evaluate(items: Sequence[MCQItem], models: dict, modes: Sequence[str], runs: int = 10, seed: int = 0,
-             retriever=None, k: int = 4, generate: bool = False,
+             retriever=None, k: int = 4, generate: bool = False, whole_files_tokens: int = 0,
              on_step: Callable[[str], None] | None = None, done: dict | None = None,
              on_item: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """Score every item for every model x mode x run. `models` maps a label to a ChatModel.
@@ -233,7 +234,7 @@ def evaluate(items: Sequence[MCQItem], models: dict, modes: Sequence[str], runs:
                         on_step(f"{label} · {mode} · {item.id} (done earlier)")
                     continue
                 t0 = time.perf_counter()
-                ctx = prepare_context(scorer, item, mode, retriever, k, retrieval_cache)
+                ctx = prepare_context(scorer, item, mode, retriever, k, retrieval_cache, whole_files_tokens)
                 memo: dict = {}
                 new: list[dict] = []
                 for run in missing:

@@ -250,6 +250,12 @@ class DocIndex:
         return [_hit(cid, rows[cid][0], dict(zip(("path", "heading", "position"), rows[cid][1:])),
                      score=round(score, 4)) for cid, score in ranked if cid in rows]
 
+    def file_hits(self, path: str):
+        """Every chunk of one source file as a Hit (score 0), in file order (whole_files.py)."""
+        res = self.collection.get(where={"path": path}, include=["documents", "metadatas"])
+        hits = [_hit(cid, doc, meta) for cid, doc, meta in zip(res["ids"], res["documents"], res["metadatas"])]
+        return sorted(hits, key=lambda h: h.position)
+
     def all_hits(self, page: int = 500):
         """Every chunk of the index as a Hit (score 0), in pages."""
         for offset in range(0, self.count(), page):

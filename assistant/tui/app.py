@@ -227,8 +227,9 @@ class ChatApp(FeedbackActions, App):
             job = self.session.job(turn.question, mode=turn.mode, index=turn.index, history=history,
                                    max_tokens=self.max_tokens, cancel=cancel)
             turn.sources = [h.to_dict() for h in job.prepare()]
+            turn.query = job.result.query or ""
             if turn.sources:
-                self._ui(self._show_sources, turn.sources)
+                self._ui(self._show_sources, turn.sources, turn.query)
             self._ui(self._set_state, "answering…  (Esc stops)")
             stream = self._ui(Markdown.get_stream, view.body)
             pieces: list[str] = []
@@ -262,8 +263,8 @@ class ChatApp(FeedbackActions, App):
             self.save_history()
             self._ui(self._answer_done, view)
 
-    async def _show_sources(self, sources: list[dict]) -> None:
-        await self.query_one(SourcesPanel).show(sources)
+    async def _show_sources(self, sources: list[dict], query: str = "") -> None:
+        await self.query_one(SourcesPanel).show(sources, query)
 
     async def _answer_done(self, view: AnswerView) -> None:
         await view.show_final()
@@ -343,7 +344,7 @@ class ChatApp(FeedbackActions, App):
         panel = self.query_one(SourcesPanel)
         panel.display = True
         if view is not None:
-            await panel.show(view.turn.sources)
+            await panel.show(view.turn.sources, view.turn.query)
         panel.expand(int(event.href.rsplit("-", 1)[1]))
 
     async def action_new_chat(self) -> None:
@@ -376,8 +377,8 @@ class ChatApp(FeedbackActions, App):
             widgets += [PromptView(turn.question), AnswerView(turn)]
         await chat.mount_all(widgets)
         chat.scroll_end(animate=False)
-        last = self.conv.turns[-1].sources if self.conv.turns else []
-        await self.query_one(SourcesPanel).show(last)
+        last = self.conv.turns[-1] if self.conv.turns else None
+        await self.query_one(SourcesPanel).show(last.sources if last else [], last.query if last else "")
 
 
 def run_chat(settings: Settings, **kw) -> int:

@@ -89,17 +89,19 @@ class AnswerView(Vertical):
 
 
 class SourcesPanel(VerticalScroll):
-    """Chunks used for the selected answer: path#heading and score, text expandable."""
+    """Chunks used for the selected answer: the query searched, then path#heading and score, text
+    expandable."""
 
     def on_mount(self) -> None:
         self.border_title = "Sources"
 
-    async def show(self, sources: list[dict]) -> None:
+    async def show(self, sources: list[dict], query: str = "") -> None:
+        """`query`: what retrieval searched; for a follow-up, its standalone rewrite (condense.py)."""
         await self.remove_children()
         if not sources:
             await self.mount(Static("No sources: plain mode answers from the model alone.", classes="hint"))
             return
-        items = []
+        items = [Static(f"searched: {query}", markup=False, classes="hint", id="searched-query")] if query else []
         for i, s in enumerate(sources, 1):
             ref = s.get("ref") or s.get("path", "?")
             items.append(Collapsible(Static(s.get("text", "").strip(), markup=False, classes="source-text"),

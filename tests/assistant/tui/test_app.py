@@ -12,9 +12,9 @@ import sqlite3
 import time
 
 import pytest
-from textual.widgets import Collapsible
+from textual.widgets import Collapsible, Static
 
-from assistant.chat.history import HistoryStore
+from assistant.chat.history import HistoryStore, Turn
 from assistant.settings import load_settings
 from assistant.tui.app import ChatApp
 from assistant.tui.widgets import (
@@ -279,3 +279,21 @@ async def test_first_run_builds_default_index_with_progress(smollm):
         view = await ask(pilot, app, "How do I stop an answer in onboard chat?")
         await wait_for(pilot, lambda: not app.busy, timeout=300, what="rag answer")
         assert view.turn.sources and all(s["path"].endswith(".md") for s in view.turn.sources)
+
+
+@sync
+async def test_follow_up_shows_the_searched_query(smollm, tiny_index):
+    """A follow-up in rag mode is searched as a standalone question, and the sources panel says so."""
+    app = make_app(mode="rag", index=tiny_index)
+    async with app.run_test(size=SIZE) as pilot:
+        app.conv.turns.append(Turn(question="How do I install the zebra server?", mode="rag",
+                                   answer="Install it with pip install zebra-server.", index=tiny_index))
+        view = await ask(pilot, app, "Which port does it listen on?")
+        await wait_for(pilot, lambda: not app.busy, what="rag answer")
+        turn = view.turn
+        assert turn.query != turn.question and "zebra" in turn.query.lower()
+        shown = app.query_one(SourcesPanel).query_one("#searched-query", Static)
+        assert str(shown.render()) == f"searched: {turn.query}"
+        assert turn.sources and turn.sources[0]["ref"].startswith("install.md")
+        # saved with the conversation, shown again when it is reopened
+        assert HistoryStore(app.settings.home / "history").load(app.conv.id).turns[-1].query == turn.query
