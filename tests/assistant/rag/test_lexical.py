@@ -181,3 +181,20 @@ def test_cli_search_retrieval_option(run_cli, nitro_home_env):
     assert data["retrieval"] == "bm25" and "ignore_eos" in data["hits"][0]["text"]
     code, out, err = run_cli("search", "--index", "nitro", "--retrieval", "grep", "ignore_eos")
     assert code != 0 and "unknown retrieval mode 'grep'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bm25_keeps_the_other_folder_of_an_index_with_two(tmp_path, onboard_home):
+    """`onboard index B --add` into an index of A: re-indexing B must not drop A's BM25 rows."""
+    settings = load_settings()
+    _write_corpus(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "dates.md").write_text("# Dates\n\nDates need `--date-palm`.", encoding="utf-8")
+    index_path(settings, tmp_path / "a", name="two", progress=False)
+    index_path(settings, tmp_path / "b", name="two", progress=False, add=True)
+    (tmp_path / "b" / "dates.md").write_text("# Dates\n\nDates now need `--date-sun`.", encoding="utf-8")
+    index_path(settings, tmp_path / "b", name="two", progress=False, add=True)
+    idx = open_retriever(settings, "two")
+    assert _lexical_state(settings, "two")[0] == set(idx.collection.get(include=[])["ids"])
+    assert idx.search("--apple-count", 1, mode="bm25")[0].path == "alpha.md"
+    assert idx.search("--date-sun", 1, mode="bm25")[0].path == "dates.md"
+    assert not any("--date-palm" in h.text for h in idx.search("--date-palm", 5, mode="bm25"))
