@@ -87,6 +87,13 @@ class Session:
                 self._retrievers[name] = index_mod.open_retriever(self.settings, name, progress=self.progress)
             return self._retrievers[name]
 
+    def reopen_retriever(self, name: str | None = None):
+        """Index NAME opened afresh, e.g. after it was re-indexed while open."""
+        name = name or self.index
+        with self._index_lock:
+            self._retrievers.pop(name, None)
+        return self.retriever(name)
+
     def job(self, question: str, mode: str = "plain", index: str | None = None, k: int | None = None,
             history: Sequence[tuple[str, str]] = (), max_tokens: int | None = None,
             temperature: float | None = None, cancel: threading.Event | None = None,

@@ -1,6 +1,7 @@
 """Docs commands: build and query indexes, fetch known corpora, measure retrieval.
 
     onboard index ./docs --index mydocs [--chunk-tokens 300] [--overlap 30] [--chroma-url URL] [--precompute-kv]
+    onboard index ./docs --watch       # then re-index whatever changes, until Ctrl+C
     onboard search "how do I load a model?" --index nitro --k 5 [--retrieval fused] [--json]
     onboard corpus get nitro [--from ../shared/corpora/nitro/docs]
     onboard eval-retrieval --mcq questions.jsonl --index nitro --modes rag,hybrid,hyde [--retrieval vector,bm25,fused] [--json]
@@ -39,6 +40,8 @@ def _print_index_stats(stats, as_json: bool) -> None:
 def cmd_index(args, settings) -> int:
     from assistant.rag.index import index_path
 
+    if args.watch:
+        return _watch(args, settings)
     stats = index_path(settings, Path(args.path), name=args.index or settings.index,
                        chunk_tokens=args.chunk_tokens, overlap=args.overlap,
                        progress=not args.json and sys.stderr.isatty(), max_file_mb=args.max_file_mb,
@@ -52,6 +55,38 @@ def cmd_index(args, settings) -> int:
         from assistant.chat.session import precompute_kv
 
         precompute_kv(settings, stats.name, progress=not args.json and sys.stderr.isatty())
+    return 0
+
+
+def _watch(args, settings) -> int:
+    """`onboard index DIR --watch`: index, then re-index on every change; Ctrl+C ends it (exit 0)."""
+    from assistant.rag.store import index_exists
+    from assistant.rag.watch import watch_index
+
+    if args.precompute_kv:
+        raise OnboardError("--precompute-kv cannot be combined with --watch: run it once the docs settle, "
+                           "e.g. onboard index DIR --precompute-kv")
+    name = args.index or settings.index
+    runs = 0
+
+    def update(stats) -> None:
+        nonlocal runs
+        runs += 1
+        _print_index_stats(stats, args.json)
+        sys.stdout.flush()  # a line per update, also when piped into a log
+        if runs == 1 and not args.json:
+            _err(f"onboard: watching {args.path} for changes to index {name} (Ctrl+C stops)")
+
+    try:
+        watch_index(settings, Path(args.path), name, on_update=update,
+                    on_error=lambda message: _err(f"onboard: warning: {message} (still watching)"),
+                    progress=not args.json and sys.stderr.isatty(), chunk_tokens=args.chunk_tokens,
+                    overlap=args.overlap, max_file_mb=args.max_file_mb)
+    except KeyboardInterrupt:
+        if not index_exists(settings, name):
+            _err(f"onboard: stopped during an update; index {name} is finished by the next: onboard index {args.path}")
+            return 130
+        _err(f"onboard: stopped watching {args.path}; index {name} is up to date")
     return 0
 
 
@@ -145,7 +180,7 @@ def cmd_eval_retrieval(args, settings) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("index", help="build or update a docs index from a folder or file")
-    p.add_argument("path", help="docs folder or file (md, mdx, rst, txt, html, OpenAPI yaml/json)")
+    p.add_argument("path", help="docs folder or file (md, mdx, rst, txt, html, pdf, docx, OpenAPI yaml/json)")
     p.add_argument("--index", help="index name (default: settings.index, 'docs')")
     p.add_argument("--chunk-tokens", type=int, help="tokens per chunk (default 300)")
     p.add_argument("--overlap", type=int, help="tokens shared by consecutive chunks (default 30)")
@@ -159,6 +194,9 @@ def register(sub) -> None:
     p.add_argument("--precompute-kv", action="store_true",
                    help="also store every chunk's KV cache for the chat model (faster rag answers; "
                         "about 7 MB per chunk for the default model)")
+    p.add_argument("--watch", action="store_true",
+                   help="after indexing, keep watching the folder and re-index changed, added and deleted "
+                        "files until Ctrl+C")
     add_json_option(p, "print the result as JSON")
     add_model_options(p)
     p.set_defaults(func=cmd_index)

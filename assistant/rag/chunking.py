@@ -360,7 +360,8 @@ def chunk_documents(docs: Iterable, chunk_tokens: int = 300, overlap: int = 30,
     positions: dict[str, int] = {}
     out: list[Chunk] = []
     for doc in docs:
-        for heading, text in split_sections(doc.text, doc.heading, headings=doc.kind != "text"):
+        # plain text and PDF pages have no markup: a "# " or "---" line there is not a heading
+        for heading, text in split_sections(doc.text, doc.heading, headings=doc.kind not in ("text", "pdf")):
             for piece, n in packer.pack(text):
                 pos = positions.get(doc.path, 0)
                 positions[doc.path] = pos + 1

@@ -11,8 +11,8 @@ class Document:
 
     path: str
     text: str
-    kind: str  # markdown | rst | html | text | openapi
-    heading: str = ""  # heading path prefix for every chunk (page title, API operation)
+    kind: str  # markdown | rst | html | text | openapi | pdf | docx
+    heading: str = ""  # heading path prefix for every chunk (page title, API operation, PDF "p. 12")
 
 
 @dataclass

@@ -88,6 +88,7 @@ def index_path(settings: Settings, source: Path, name: str = "docs", chunk_token
     reuse = old.get("version") == MANIFEST_VERSION and old.get("config") == config
     old_files: dict = owner.own_files if reuse else {}
     stats = IndexStats(name=name, source=str(source))
+    scanned_at = time.time()  # the folder as of now: a file modified later is newer than the index
     scan = scan_source(source, old_files, existing, chunk_tokens, overlap,
                        int((max_file_mb or DEFAULT_MAX_FILE_MB) * 1e6))
     stats.files, stats.files_changed = len(scan.files), scan.changed
@@ -119,9 +120,10 @@ def index_path(settings: Settings, source: Path, name: str = "docs", chunk_token
     lex.close()
     stats.added = len(scan.pending)
     stats.chunks = col.count()
-    manifest.update(complete=True, chunks=stats.chunks, updated=time.time())
-    if stats.added or stats.deleted or not old.get("complete") or old.get("files") != scan.files:
-        write_manifest(settings, name, manifest)
+    # written on every run: "updated" is when the index last matched its folder (watch.py's
+    # staleness check counts files newer than that, e.g. a file added since but skipped)
+    manifest.update(complete=True, chunks=stats.chunks, updated=scanned_at)
+    write_manifest(settings, name, manifest)
     record_sources(col, owner.all_sources)
     stats.seconds = time.perf_counter() - t0
     return stats

@@ -11,6 +11,9 @@ the chunker needs one heading parser; each format has its reader in formats/:
   * HTML: main content only (nav, scripts, footers dropped); h1-h6 headings, <pre> as fences.
   * OpenAPI YAML/JSON: one Document per operation (method, path, summary, parameters and
     request/response fields with defaults, $refs resolved) plus one overview Document.
+  * PDF: one Document per page, headed "p. N" so citations read `guide.pdf p. 12`; encrypted
+    (password needed) and text-less (scanned) files are skipped with a warning.
+  * DOCX: Word headings become ``#`` headings, lists ``-`` items, tables ``|`` rows.
   * Plain text as is.
 Binary files, undecodable text, unreadable paths and files over the size limit are skipped
 with a counted warning; nothing here raises except for an empty corpus or a missing path.
@@ -26,9 +29,11 @@ from typing import Iterator
 
 from assistant.errors import OnboardError
 from assistant.rag.documents import Document, IngestReport, SkipFile
+from assistant.rag.formats.docx import docx_documents
 from assistant.rag.formats.html import clean_html
 from assistant.rag.formats.markdown import clean_markdown
 from assistant.rag.formats.openapi import load_structured, openapi_documents
+from assistant.rag.formats.pdf import pdf_documents
 from assistant.rag.formats.rst import clean_rst
 
 MARKDOWN_EXT = {".md", ".markdown", ".mdx"}
@@ -36,7 +41,8 @@ RST_EXT = {".rst"}
 TEXT_EXT = {".txt", ".text", ""}
 HTML_EXT = {".html", ".htm"}
 STRUCTURED_EXT = {".yaml", ".yml", ".json"}
-SUPPORTED_EXT = MARKDOWN_EXT | RST_EXT | TEXT_EXT | HTML_EXT | STRUCTURED_EXT
+BINARY_DOC_EXT = {".pdf", ".docx"}
+SUPPORTED_EXT = MARKDOWN_EXT | RST_EXT | TEXT_EXT | HTML_EXT | STRUCTURED_EXT | BINARY_DOC_EXT
 SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", "_build", ".ipynb_checkpoints"}
 DEFAULT_MAX_FILE_MB = 20.0
 
@@ -80,8 +86,8 @@ def rel_path(path: Path, root: Path) -> str:
     return path.name
 
 
-def read_text(path: Path, max_bytes: int) -> str:
-    """Read a regular file as text or raise SkipFile with the reason."""
+def read_bytes(path: Path, max_bytes: int) -> bytes:
+    """Read a regular file of at most max_bytes or raise SkipFile with the reason."""
     try:
         st = os.stat(path)  # follows symlinks: a dangling one fails here
     except OSError as e:
@@ -96,6 +102,12 @@ def read_text(path: Path, max_bytes: int) -> str:
             data = f.read(min(max_bytes, st.st_size) + 1)  # read(n) preallocates n bytes
     except OSError as e:
         raise SkipFile(f"unreadable ({e.strerror})") from None
+    return data
+
+
+def read_text(path: Path, max_bytes: int) -> str:
+    """Read a regular file as text or raise SkipFile with the reason."""
+    data = read_bytes(path, max_bytes)
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             return data.decode("utf-16")
@@ -115,6 +127,9 @@ def load_file(path: Path, rel: str, max_bytes: int = int(DEFAULT_MAX_FILE_MB * 1
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_EXT:
         return []
+    if suffix in BINARY_DOC_EXT:
+        data = read_bytes(path, max_bytes)
+        return pdf_documents(data, rel) if suffix == ".pdf" else docx_documents(data, rel)
     text = read_text(path, max_bytes)
     if suffix in MARKDOWN_EXT:
         title, body = clean_markdown(text)
@@ -163,5 +178,5 @@ def load_documents(path: Path, max_file_mb: float = DEFAULT_MAX_FILE_MB) -> tupl
 def empty_corpus_message(path: Path, report: IngestReport) -> str:
     why = f" ({len(report.skipped)} skipped: {report.skipped[0][1]}{', ...' if len(report.skipped) > 1 else ''})" \
         if report.skipped else ""
-    return (f"no documents found in {path}{why}: onboard reads .md, .mdx, .rst, .txt, .html and OpenAPI "
-            f".yaml/.json files")
+    return (f"no documents found in {path}{why}: onboard reads .md, .mdx, .rst, .txt, .html, .pdf, "
+            f".docx and OpenAPI .yaml/.json files")

@@ -4,7 +4,8 @@
     onboard chat --mode hybrid --model my-nitro-model --index docs
 
 Keys: Enter ask · Esc stop the answer · F2 mode · F3 model · F4 index · F5 history ·
-F6 👍 · F7 👎 (+ correction) · F8 copy answer · Ctrl+N new chat · Ctrl+Q / Ctrl+C quit.
+F6 👍 · F7 👎 (+ correction) · F8 copy answer · F9 refresh a stale index ·
+Ctrl+N new chat · Ctrl+Q / Ctrl+C quit.
 
 The screen is interactive before llama.cpp, Chroma or torch are imported: the model and the
 index load in worker threads (`@work(thread=True)`) and the status bar says "loading…". Answers
@@ -29,6 +30,7 @@ from assistant.chat.session import Session
 from assistant.errors import OnboardError
 from assistant.settings import Settings
 from assistant.tui.feedback import FeedbackActions
+from assistant.tui.freshness import IndexFreshness, StaleIndexNotice
 from assistant.tui.widgets import (
     AnswerView,
     HistoryScreen,
@@ -45,7 +47,7 @@ WELCOME = ("[b]onboard[/b] answers questions about your docs, offline. Type a qu
            "[b]F5[/b] browses history, [b]Ctrl+Q[/b] quits.")
 
 
-class ChatApp(FeedbackActions, App):
+class ChatApp(IndexFreshness, FeedbackActions, App):
     TITLE = "onboard"
     CSS_PATH = "chat.tcss"
     AUTO_FOCUS = "#question"
@@ -60,6 +62,7 @@ class ChatApp(FeedbackActions, App):
         Binding("f6", "rate(1)", "👍"),
         Binding("f7", "rate(-1)", "👎"),
         Binding("f8", "copy_answer", "copy"),
+        Binding("f9", "refresh_index", "refresh index", show=False),  # freshness.py
         Binding("ctrl+n", "new_chat", "new chat"),
     ]
 
@@ -90,6 +93,7 @@ class ChatApp(FeedbackActions, App):
         with Horizontal(id="main"):
             yield VerticalScroll(Static(WELCOME, classes="hint welcome"), id="chat")
             yield SourcesPanel(id="sources")
+        yield StaleIndexNotice(id="stale-index")
         yield Input(placeholder="Ask about your docs…  (Enter to send)", id="question")
         yield StatusBar(id="status")
         yield Footer()
@@ -178,6 +182,7 @@ class ChatApp(FeedbackActions, App):
             self._ui(self._index_problem, name, str(e) if isinstance(e, OnboardError) else f"{type(e).__name__}: {e}")
             return
         self._ui(self._set_state, None)
+        self._ui(self.check_index_fresh)
 
     def _index_problem(self, name: str, message: str) -> None:
         fix = message.rsplit(" with:", 1)[1].strip() if " with:" in message else f"onboard index PATH --index {name}"
