@@ -63,7 +63,8 @@ def _item(where: str, id_: str, question, options: list, answer, kind="", source
         raise OnboardError(f"{where}: empty question")
     if not 2 <= len(options) <= len(LETTERS) or not all(options):
         raise OnboardError(f"{where}: need 2-{len(LETTERS)} non-empty options, got {len(options)}")
-    idx = _letter_index(answer, options)
+    # An int is already an option index (a dict's answer resolved by key); anything else is read.
+    idx = answer if isinstance(answer, int) and 0 <= answer < len(options) else _letter_index(answer, options)
     if idx is None:
         raise OnboardError(f"{where}: answer {answer!r} is not one of the option letters "
                            f"{LETTERS[:len(options)]}")
@@ -77,16 +78,17 @@ def _key(k) -> str:
 
 
 def _dict_choices(choices: dict, answer) -> tuple[list, object]:
-    """Options of a {key: text} mapping in key order, and the answer as a 1-based position when
-    it names a key ("C", "c)", "C. text"): matched by key, never by the position a letter would
-    have ({"B": .., "C": ..} with answer "C" is the second option)."""
+    """Options of a {key: text} mapping in key order, and the answer as an option index when it
+    names a key ("C", "c)", "C. text"): matched by key, never by the position a letter would
+    have ({"B": .., "C": ..} with answer "C" is the second option). An index, not a digit string:
+    an option whose text is "2" must not be mistaken for the answer "2"."""
     keys = sorted(choices, key=lambda k: (len(_key(k)), _key(k)))  # "10" after "9"
     by_key = {_key(k): i for i, k in enumerate(keys)}
     text = str(answer).strip()
     letter = re.match(r"^\(?([A-Ja-j])(?:[).:\s]|$)", text)
     for key in (_key(text), letter.group(1).upper() if letter else None):
         if key in by_key:
-            return [choices[k] for k in keys], str(by_key[key] + 1)
+            return [choices[k] for k in keys], by_key[key]
     return [choices[k] for k in keys], answer
 
 

@@ -40,7 +40,7 @@ def test_csv_reader_strips_letter_prefixes_and_reads_correct(tmp_path):
     ("bad.csv", "question,answer\nq,a\n", "question,a,b,c,d,correct"),
     ("bad2.csv", "question,a,b,c,d,correct\nq,A. x,B. y,C. z,D. w,E\n", "not one of the option letters"),
     ("bad.jsonl", '{"question": "q", "choices": {"A": "x", "B": "y"}, "answer": "A"}\n{oops\n', ":2: not valid JSON"),
-    ("empty.jsonl", "\n", "no questions"),
+    ("empty.jsonl", "\n", "no usable questions"),
     ("q.txt", "x", "unknown MCQ format"),
 ])
 def test_reader_errors_are_one_clear_line(tmp_path, name, text, msg):
