@@ -3,6 +3,7 @@
     onboard synth ./docs --out data/docs --teacher qwen2.5-coder-1.5b --questions 3
     onboard synth ./docs --out data/docs --teacher http://10.0.0.5:8080/v1 --teacher-model qwen
     onboard data import ../shared/data/nitro_qa_gpt4.csv --out data/gpt4 --corpus ./docs
+    onboard data check-overlap data/gpt4 --mcq ../shared/eval/nitro_mcq_public.jsonl
 """
 from __future__ import annotations
 
@@ -69,6 +70,20 @@ def cmd_data_import(args, settings) -> int:
     return 0
 
 
+def cmd_data_check_overlap(args, settings) -> int:
+    from train.overlap import check_overlap, report_lines
+
+    report = check_overlap(Path(args.data_dir), Path(args.mcq), threshold=args.threshold, drop=not args.dry_run)
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
+    print("\n".join(report_lines(report)))
+    for c in report["closest"][:5]:
+        print(f"  {c['similarity']:.3f}  {c['question'][:70]!r} ~ {c['mcq_id']}: {c['mcq_question'][:60]!r}")
+    print(f"report: {Path(args.data_dir) / 'overlap.json'}")
+    return 0
+
+
 def _chunk_options(p) -> None:
     p.add_argument("--chunk-tokens", type=int, help="chunk size in tokens (default 300, as the index)")
     p.add_argument("--overlap", type=int, help="chunk overlap in tokens (default 30)")
@@ -109,3 +124,12 @@ def register(sub) -> None:
     p.add_argument("--corpus", help="docs the pairs come from: enables grounding and with-context rows")
     _chunk_options(p)
     p.set_defaults(func=cmd_data_import)
+
+    p = data.add_parser("check-overlap", help="drop training rows whose question nearly repeats an MCQ question")
+    p.add_argument("data_dir", help="folder with sft.jsonl / dpo.jsonl (the --out of synth or data import)")
+    p.add_argument("--mcq", required=True, help="evaluation questions (.jsonl or .csv, as onboard eval reads)")
+    p.add_argument("--threshold", type=float, default=0.9,
+                   help="cosine similarity of question embeddings at which a row is dropped (default 0.9)")
+    p.add_argument("--dry-run", action="store_true", help="report only; change no file")
+    add_json_option(p, "print the report as JSON")
+    p.set_defaults(func=cmd_data_check_overlap)

@@ -1,0 +1,30 @@
+"""Training rows that repeat an evaluation question are found (real MiniLM embeddings) and dropped."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from assistant.errors import OnboardError
+from train.overlap import check_overlap, row_question
+from train.tiny import write_tiny_data
+
+
+def test_rows_repeating_an_mcq_question_are_dropped_once(tmp_path, run_cli):
+    data = write_tiny_data(tmp_path / "data", n=12)
+    mcq = tmp_path / "mcq.jsonl"
+    mcq.write_text(json.dumps({"id": "q1", "question": "Which port does the server listen on by default?",
+                               "choices": {"A": "80", "B": "3928", "C": "8080", "D": "22"}, "answer": "B"}) + "\n")
+    rag = {"prompt": [{"role": "user", "content": "Documents:\n[1] x\nQuestion: How do I stop it?"}]}
+    assert row_question(rag) == "How do I stop it?"
+    report = check_overlap(data, mcq, threshold=0.9)
+    assert report["files"]["sft.jsonl"] == {"rows": 12, "overlapping": 1, "kept": 11}
+    assert report["files"]["dpo.jsonl"]["overlapping"] == 1 and report["rows_dropped"] == 2
+    assert report["closest"][0]["mcq_id"] == "q1" and report["similarity"]["max"] > 0.99
+    assert sum(b["questions"] for b in report["similarity"]["histogram"]) == report["questions"]
+    assert len((data / "sft.jsonl").read_text().splitlines()) == 11
+    assert len((data / "overlap-dropped.jsonl").read_text().splitlines()) == 2
+    code, out, err = run_cli("data", "check-overlap", str(data), "--mcq", str(mcq))
+    assert code == 0 and "0 overlapping" in out  # nothing left to drop
+    with pytest.raises(OnboardError, match="no sft.jsonl"):
+        check_overlap(tmp_path, mcq)

@@ -1,0 +1,334 @@
+"""Fit a build into a time budget: measure this machine, then size the data and the training.
+
+    rates = measure_rates(student="qwen2.5-coder-0.5b", teacher="qwen2.5-coder-1.5b", settings=s,
+                          sft_params=recipe_sft_params, work_dir=Path("build/plan"))
+    plan = plan_budget(90 * 60, rates, Workload(chunks=412, eval_items=40, general_items=30))
+    plan.max_chunks, plan.max_steps, plan.stage_s      # what the build runs with, per-stage minutes
+
+Measured (measure_rates, about a minute on 2 cores for a 0.5B student): the student's training
+speed (a few real optimizer steps of our sft stage on a handful of rows, tokens/s), and the
+prompt and generation speed of the teacher and of the student GGUF under llama.cpp (the
+teacher writes the data; the student answers closed-book for DPO and is evaluated).
+Estimated from those rates with the token counts below: every stage's seconds. Not measured,
+and so the least certain: the merge sweep and the GGUF conversion, sized per GB of weights
+(MERGE_S_PER_GB, QUANT_S_PER_GB). The plan keeps `margin` of the budget free for the error.
+
+plan_budget is pure (numbers in, plan out) and searches the largest data size (synthesis: the
+number of chunks; imported Q&A: the step cap) whose data + train + quantize + evaluate time fits.
+Synthesized data is sized so the recipe's epochs over it fit: making pairs that training never
+reaches would waste teacher time.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from assistant.errors import OnboardError
+
+# Token counts of one unit of work (SmolLM2 / Qwen tokenizers, measured on the Nitro data within
+# ~20 %; errors here are what the margin is for).
+QA_PROMPT_EXTRA = 220       # system prompt + instructions + questions already asked, besides the chunk
+QA_COMPLETION = 120         # one JSON {"question", "answer"} reply (schema caps it at ~170)
+STUDENT_PROMPT, STUDENT_COMPLETION = 90, 128   # closed-book answer for DPO (train.synth caps at 128)
+CLOSED_ROW = 180            # closed-book sft row: system + question + answer
+RAG_ROW_EXTRA = 200         # with-context row besides its chunks: system, question, numbering, answer
+ITEM_TOKENS = 160           # one MCQ item shown once: template, question, four options
+ROTATIONS = 4               # cyclic scoring: every item under each of 4 letter orders
+OPTION_TOKENS = 80          # what a further rotation re-reads: the four options and the reply cue
+HYBRID_DRAFT = 48           # tokens of hybrid mode's draft answer (its retrieval query)
+OVERHEAD = 1.15             # retries, model loading, Python between the calls
+DPO_BATCH = 4               # rows a DPO step on CPU (train.common.detect_device)
+DPO_COST = 2 * 4 / 3        # chosen + rejected, plus the reference forward (a third of fwd+bwd)
+MERGE_S_PER_GB = 40.0       # one SLERP candidate: read two models, merge, write (per GB of HF weights)
+QUANT_S_PER_GB = 90.0       # HF -> GGUF f16 and one quantized type, with its verification
+PACK_FILL = 0.95            # packed 1024-token rows are nearly full (best-fit packing)
+
+
+@dataclass
+class Rates:
+    """What this machine does per second, as measured by measure_rates (or given by a test)."""
+
+    train_tokens_per_s: float          # student, our sft stage, real (non-padding) tokens
+    student_prompt_tps: float          # llama.cpp prompt processing of the student GGUF
+    student_gen_tps: float             # llama.cpp generation of the student GGUF
+    teacher_prompt_tps: float | None = None   # None: no teacher (imported data)
+    teacher_gen_tps: float | None = None
+    model_gb: float = 1.0              # HF weights of the student (merge / conversion cost)
+    spent_s: float = 0.0               # budget already used (index, measuring)
+    measure_s: float = 0.0
+
+
+@dataclass
+class Workload:
+    """What the build will do, besides the sizes the plan chooses."""
+
+    chunks: int                        # usable corpus chunks (synthesis samples from these)
+    chunk_tokens: int = 300
+    questions_per_chunk: int = 3
+    rephrasings: int = 0
+    imported_rows: int | None = None   # --data: Q&A pairs in the file; no teacher runs
+    distractors: int = 3
+    max_length: int = 1024
+    sft_epochs: float = 2.0
+    dpo_epochs: float = 1.0
+    has_dpo: bool = True
+    merge_candidates: int = 4          # merge stage: sweep size (1 without a sweep, 0 without merge)
+    merge_eval_rows: int = 32
+    eval_items: int = 0                # domain MCQ items (0: no --mcq)
+    general_items: int = 30
+    runs: int = 10
+    k: int = 4
+    modes: tuple = ("plain", "rag", "hybrid")
+    quant_types: int = 3
+
+
+@dataclass
+class Plan:
+    budget_s: float
+    max_chunks: int | None             # synthesis sample size (None: imported data)
+    max_steps: int                     # cap for each training stage
+    pairs: int                         # Q&A pairs trained on (expected, before filtering)
+    sft_steps: int
+    dpo_steps: int
+    stage_s: dict = field(default_factory=dict)   # stage -> planned seconds
+    margin_s: float = 0.0
+    rates: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.stage_s.values())
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "total_s": round(self.total_s, 1)}
+
+    def lines(self) -> list[str]:
+        """The plan as a person reads it: one line per stage, in minutes."""
+        out = [f"{stage:<9} {s / 60:6.1f} min" for stage, s in self.stage_s.items()]
+        out.append(f"{'margin':<9} {self.margin_s / 60:6.1f} min   (budget {self.budget_s / 60:.0f} min)")
+        what = (f"{self.max_chunks} chunks -> ~{self.pairs} Q&A pairs" if self.max_chunks is not None
+                else f"{self.pairs} imported pairs")
+        out.append(f"data: {what}; training: sft {self.sft_steps} steps, dpo {self.dpo_steps} steps "
+                   f"(cap {self.max_steps})")
+        return out + list(self.notes)
+
+
+# --- the pure part ------------------------------------------------------------------------------
+def _rag_row(w: Workload) -> int:
+    return min(w.max_length, RAG_ROW_EXTRA + (1 + w.distractors) * w.chunk_tokens)
+
+
+def _sft_step_s(w: Workload, r: Rates) -> float:
+    return w.max_length * PACK_FILL / r.train_tokens_per_s
+
+
+def _dpo_step_s(w: Workload, r: Rates) -> float:
+    return DPO_BATCH * DPO_COST * CLOSED_ROW / r.train_tokens_per_s
+
+
+def natural_steps(pairs: int, w: Workload) -> tuple[int, int]:
+    """(sft, dpo) optimizer steps the recipe's epochs take over `pairs` Q&A pairs (each pair is
+    a closed-book and a with-context sft row; one dpo row at most)."""
+    tokens = pairs * (CLOSED_ROW + _rag_row(w))
+    sft = math.ceil(w.sft_epochs * tokens / (w.max_length * PACK_FILL))
+    dpo = math.ceil(w.dpo_epochs * pairs / DPO_BATCH) if w.has_dpo else 0
+    return sft, dpo
+
+
+def teacher_s_per_chunk(w: Workload, r: Rates) -> float:
+    if not r.teacher_prompt_tps or not r.teacher_gen_tps:
+        raise OnboardError("the plan needs the teacher's speed to size synthesized data")
+    qa = w.questions_per_chunk * ((w.chunk_tokens + QA_PROMPT_EXTRA) / r.teacher_prompt_tps
+                                  + QA_COMPLETION / r.teacher_gen_tps)
+    rephrase_out = min(768, 1.4 * w.chunk_tokens + 32)
+    rephrase = w.rephrasings * ((w.chunk_tokens + 80) / r.teacher_prompt_tps + rephrase_out / r.teacher_gen_tps)
+    student = w.questions_per_chunk * (STUDENT_PROMPT / r.student_prompt_tps
+                                       + STUDENT_COMPLETION / r.student_gen_tps) if w.has_dpo else 0.0
+    return OVERHEAD * (qa + rephrase + student)
+
+
+def fixed_stage_s(w: Workload, r: Rates) -> dict[str, float]:
+    """Seconds of the stages whose work the plan does not size: merge, quantize, evaluate, report."""
+    merge = w.merge_candidates * (MERGE_S_PER_GB * r.model_gb
+                                  + w.merge_eval_rows * _rag_row(w) / (3 * r.train_tokens_per_s))
+    quant = QUANT_S_PER_GB * r.model_gb * max(1, w.quant_types - 1) + 10 * w.quant_types
+    # One item: documents and question once (a prefix the rotations share), then each further
+    # rotation re-reads only its options; hybrid first drafts an answer to search with.
+    item = ITEM_TOKENS + (ROTATIONS - 1) * OPTION_TOKENS
+    per_run = 0.0  # seconds of one model over one run of every mode
+    for mode in w.modes:
+        docs = w.k * w.chunk_tokens if mode != "plain" else 0
+        draft = ITEM_TOKENS / r.student_prompt_tps + HYBRID_DRAFT / r.student_gen_tps if mode == "hybrid" else 0
+        per_run += w.eval_items * ((docs + item) / r.student_prompt_tps + draft)
+    per_run += w.general_items * item / r.student_prompt_tps
+    evaluate = 2 * w.runs * per_run + 2 * 15  # base and tuned, + their decode-speed check
+    return {"merge": OVERHEAD * merge, "quantize": OVERHEAD * quant, "evaluate": OVERHEAD * evaluate,
+            "report": 10.0}
+
+
+def _train_s(sft_steps: int, dpo_steps: int, w: Workload, r: Rates) -> float:
+    return OVERHEAD * (sft_steps * _sft_step_s(w, r) + dpo_steps * _dpo_step_s(w, r))
+
+
+def plan_budget(budget_s: float, rates: Rates, work: Workload, margin: float = 0.15) -> Plan:
+    """The largest data size (and matching step cap) whose stages fit `budget_s` minus `margin`
+    of it and minus what was already spent. One clear error when even a minimal build cannot fit."""
+    if budget_s <= 0:
+        raise OnboardError("--budget must be positive, e.g. 90m")
+    fixed = fixed_stage_s(work, rates)
+    usable = budget_s * (1 - margin) - rates.spent_s - sum(fixed.values())
+    if work.imported_rows is not None:
+        plan = _plan_imported(budget_s, usable, rates, work)
+    else:
+        plan = _plan_synth(budget_s, usable, rates, work)
+    # merge is a stage of the recipe, so it runs inside the build's train stage
+    stage_s = {"spent": rates.spent_s, "data": plan.stage_s["data"],
+               "train": plan.stage_s["train"] + fixed["merge"], "quantize": fixed["quantize"],
+               "evaluate": fixed["evaluate"], "report": fixed["report"]}
+    plan.stage_s = {k: round(v, 1) for k, v in stage_s.items()}
+    plan.margin_s = round(budget_s - sum(plan.stage_s.values()), 1)
+    plan.rates = {k: round(v, 2) if isinstance(v, float) else v for k, v in asdict(rates).items()}
+    return plan
+
+
+def _too_small(budget_s: float, need_s: float, fixed: dict) -> OnboardError:
+    parts = ", ".join(f"{k} ~{v / 60:.0f}" for k, v in fixed.items() if v >= 30)
+    return OnboardError(f"--budget {budget_s / 60:.0f}m is too small on this machine: the stages the plan cannot "
+                        f"shrink need ~{need_s / 60:.0f} min ({parts} min) before any data or training; "
+                        "raise --budget, or lower --runs / --modes")
+
+
+def _plan_synth(budget_s: float, usable: float, r: Rates, w: Workload) -> Plan:
+    per_chunk = teacher_s_per_chunk(w, r)
+
+    def cost(n: int) -> tuple[float, float, int, int]:
+        sft, dpo = natural_steps(n * w.questions_per_chunk, w)
+        return n * per_chunk, _train_s(sft, dpo, w, r), sft, dpo
+
+    if usable <= 0 or sum(cost(1)[:2]) > usable:
+        raise _too_small(budget_s, budget_s - usable, fixed_stage_s(w, r))
+    lo, hi = 1, max(1, w.chunks)  # largest n with cost(n) <= usable (cost grows with n)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if sum(cost(mid)[:2]) <= usable else (lo, mid - 1)
+    data_s, train_s, sft, dpo = cost(lo)
+    notes = [] if lo < w.chunks else [f"the whole corpus ({w.chunks} chunks) fits: the budget has room to spare"]
+    return Plan(budget_s, max_chunks=lo, max_steps=max(sft, dpo, 1), pairs=lo * w.questions_per_chunk,
+                sft_steps=sft, dpo_steps=dpo, stage_s={"data": data_s, "train": train_s}, notes=notes)
+
+
+def _plan_imported(budget_s: float, usable: float, r: Rates, w: Workload) -> Plan:
+    rows = w.imported_rows or 0
+    data_s = OVERHEAD * (30 + 0.02 * rows)  # MiniLM embeds ~100 pairs/s on 2 cores (measured: 3000 in 27 s CPU)
+    nat_sft, nat_dpo = natural_steps(rows, w)
+
+    def train_s(cap: int) -> float:
+        return _train_s(min(cap, nat_sft), min(cap, nat_dpo), w, r)
+
+    room = usable - data_s
+    if room <= 0 or train_s(1) > room:
+        raise _too_small(budget_s, budget_s - room, fixed_stage_s(w, r))
+    lo, hi = 1, max(nat_sft, nat_dpo, 1)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if train_s(mid) <= room else (lo, mid - 1)
+    sft, dpo = min(lo, nat_sft), min(lo, nat_dpo)
+    notes = []
+    if lo < max(nat_sft, nat_dpo):
+        notes.append(f"the recipe's epochs over all {rows} pairs would take {nat_sft} sft steps: "
+                     f"capped at {lo} to fit the budget")
+    return Plan(budget_s, max_chunks=None, max_steps=lo, pairs=rows, sft_steps=sft, dpo_steps=dpo,
+                stage_s={"data": data_s, "train": train_s(lo)}, notes=notes)
+
+
+# --- measuring this machine ---------------------------------------------------------------------
+def measure_training(model_dir: Path, params, work_dir: Path, steps: int = 3, rows: int = 64) -> float:
+    """Tokens/s of our sft stage on `model_dir`: `steps` real optimizer steps (same LoRA, packing
+    and device choices as the recipe's sft stage) on a handful of short rows. The first step's
+    warm-up counts, so the rate errs low, which is the safe side for a plan."""
+    import dataclasses
+    import json
+    import shutil
+
+    from train.common import StageContext, detect_device
+    from train.sft import run_sft
+    from train.tiny import tiny_rows
+
+    work_dir = Path(work_dir)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    data = work_dir / "sft.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in tiny_rows(rows)[0]), encoding="utf-8")
+    p = dataclasses.replace(params, max_steps=None, epochs=1.0, save_steps=10_000, holdout=0.0)
+    ctx = StageContext(out_dir=work_dir / "run", device=detect_device(), max_steps=steps, progress=False)
+    try:
+        metrics = run_sft(Path(model_dir), [data], p, ctx)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    if not metrics.get("tokens_per_s"):
+        raise OnboardError(f"could not measure training speed on {model_dir}")
+    return float(metrics["tokens_per_s"])
+
+
+def measure_gguf(path: Path, settings, prompt_tokens: int = 256, gen_tokens: int = 24) -> tuple[float, float]:
+    """(prompt tokens/s, generated tokens/s) of a GGUF under llama.cpp with the settings' threads."""
+    from assistant.llm.chat_model import load_chat_model
+
+    model = load_chat_model(path, n_ctx=max(1024, prompt_tokens + gen_tokens + 8), n_threads=settings.n_threads,
+                            seed=settings.seed, kv_reuse=False)
+    llm = model.llm
+    text = ("The server reads its configuration at start-up, loads the model named in the request, "
+            "and answers on the port given in the settings file. ") * 40
+    tokens = llm.tokenize(text.encode("utf-8"), add_bos=True)[:prompt_tokens]
+    with model.lock:
+        llm.reset()
+        t0 = time.perf_counter()
+        llm.create_completion(tokens, max_tokens=1, temperature=0.0)
+        prompt_s = time.perf_counter() - t0
+        t0 = time.perf_counter()  # same prompt again: llama.cpp keeps it, so this is generation
+        out = llm.create_completion(tokens, max_tokens=gen_tokens, temperature=0.0,
+                                    logit_bias={llm.token_eos(): -100.0})
+        gen_s = time.perf_counter() - t0
+        llm.reset()
+    generated = max(1, out.get("usage", {}).get("completion_tokens", 1))
+    return len(tokens) / prompt_s, generated / gen_s
+
+
+def measure_http_teacher(url: str, model: str | None) -> tuple[float, float]:
+    """An HTTP teacher: one timed 32-token reply. Prompt speed is not separable there, so the
+    reply's whole time is charged to generation and prompts are assumed 8x faster."""
+    from train.teacher import HttpTeacher
+
+    teacher = HttpTeacher(url, model=model, retries=0)
+    t0 = time.perf_counter()
+    teacher.ask_text([{"role": "user", "content": "Count from one to forty in words."}], max_tokens=32,
+                     temperature=0.0)
+    gen = max(1, teacher.stats.completion_tokens) / (time.perf_counter() - t0)
+    return 8 * gen, gen
+
+
+def measure_rates(student: str, teacher: str | None, settings, sft_params, work_dir: Path,
+                  say=lambda msg: None, steps: int = 3) -> Rates:
+    """Everything plan_budget needs from this machine; teacher None: no synthesis (imported data)."""
+    from assistant.llm.registry import resolve_model
+    from train.base import hf_model_dir
+
+    t0 = time.perf_counter()
+    model_dir = hf_model_dir(student, settings)
+    gb = sum(f.stat().st_size for f in model_dir.glob("*.safetensors")) / 1e9
+    say(f"measuring training speed of {student} ({steps} optimizer steps)")
+    train_tps = measure_training(model_dir, sft_params, Path(work_dir), steps=steps)
+    say("measuring llama.cpp speed of the student" + (" and the teacher" if teacher else ""))
+    sp, sg = measure_gguf(resolve_model(student, settings), settings)
+    tp = tg = None
+    if teacher == student:
+        tp, tg = sp, sg
+    elif teacher and teacher.startswith(("http://", "https://")):
+        tp, tg = measure_http_teacher(teacher, None)
+    elif teacher:
+        tp, tg = measure_gguf(resolve_model(teacher, settings), settings)
+    took = time.perf_counter() - t0
+    return Rates(train_tokens_per_s=train_tps, student_prompt_tps=sp, student_gen_tps=sg,
+                 teacher_prompt_tps=tp, teacher_gen_tps=tg, model_gb=round(gb, 3), measure_s=took)
