@@ -57,6 +57,7 @@ class BuildConfig:
     modes: tuple = ("plain", "rag", "hybrid")
     quant_types: tuple = ("f16", "q8_0", "q4_k_m")
     seed: int = 0
+    budget: float | None = None  # seconds: a `plan` stage sizes max_chunks / max_steps to fit (train.budget)
 
     def key(self, fields: tuple[str, ...], upstream: str = "") -> str:
         d = asdict(self)
@@ -72,6 +73,8 @@ STAGE_FIELDS = {
     "quantize": ("name", "quant_types"),
     "evaluate": ("mcq", "runs", "k", "modes", "student", "seed"),
     "report": (),
+    "plan": ("budget", "student", "teacher", "data", "recipe", "mcq", "runs", "k", "modes", "quant_types",
+             "questions_per_chunk"),
 }
 
 
@@ -145,15 +148,20 @@ class Build:
 
     def run(self, force: bool = False, stages: dict[str, Callable[[], dict]] | None = None) -> dict:
         self.dir.mkdir(parents=True, exist_ok=True)
-        funcs = stages or {s: getattr(self, f"stage_{s}") for s in STAGES}
+        order = STAGES[:1] + ("plan",) + STAGES[1:] if self.cfg.budget else STAGES
+        funcs = stages or {s: getattr(self, f"stage_{s}") for s in order}
         upstream = ""
         for stage, fn in funcs.items():
             key = self.cfg.key(STAGE_FIELDS.get(stage, ()), upstream)
             done = self.state["stages"].get(stage, {})
             if not force and done.get("status") == "done" and done.get("key") == key:
                 self.say(f"✓ {stage}: done earlier ({done.get('seconds', 0):.0f}s), settings unchanged - skipped")
+                if stage == "plan":  # a resumed build keeps the stored plan instead of re-measuring
+                    self._apply_plan(done.get("result", {}))
             else:
-                self.say(f"▶ {stage}")
+                planned = self.state["stages"].get("plan", {}).get("result", {}).get("stage_s", {}).get(stage)
+                eta = time.strftime("%H:%M", time.localtime(time.time() + planned)) if planned else ""
+                self.say(f"▶ {stage}" + (f" (planned {planned / 60:.1f} min, ETA {eta})" if planned else ""))
                 t0 = time.perf_counter()
                 self.state["stages"][stage] = {"status": "running", "key": key}
                 self._save_state()
@@ -168,7 +176,24 @@ class Build:
     def result(self, stage: str) -> dict:
         return self.state["stages"].get(stage, {}).get("result", {})
 
+    def _apply_plan(self, plan: dict) -> None:
+        """The plan's sizes, never above what was asked explicitly (--max-chunks / --max-steps)."""
+        for field in ("max_chunks", "max_steps"):
+            if plan.get(field) is not None:
+                asked = getattr(self.cfg, field)
+                setattr(self.cfg, field, min(asked, plan[field]) if asked else plan[field])
+
     # --- stages ----------------------------------------------------------------------------
+    def stage_plan(self) -> dict:
+        from train.budget import plan_for_build
+
+        plan = plan_for_build(self.settings, self.cfg, self.dir, self.result("index"),
+                              self.state["stages"].get("index", {}).get("seconds", 0.0), say=self.say)
+        for line in plan.lines():
+            self.say("plan: " + line)
+        self._apply_plan(plan.to_dict())
+        return plan.to_dict()
+
     def stage_index(self) -> dict:
         from assistant.rag.index import index_path
 

@@ -332,3 +332,44 @@ def measure_rates(student: str, teacher: str | None, settings, sft_params, work_
     took = time.perf_counter() - t0
     return Rates(train_tokens_per_s=train_tps, student_prompt_tps=sp, student_gen_tps=sg,
                  teacher_prompt_tps=tp, teacher_gen_tps=tg, model_gb=round(gb, 3), measure_s=took)
+
+
+def parse_budget(text: str) -> float:
+    """'90m', '1.5h', '5400s' or '5400' -> seconds; one clear error otherwise."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    t = str(text).strip().lower()
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        value = -1
+    if not value > 0:
+        raise OnboardError(f"--budget {text!r}: give a duration such as 90m, 1.5h or 5400s")
+    return value
+
+
+def plan_for_build(settings, cfg, build_dir: Path, index_result: dict, index_s: float, say=lambda m: None) -> Plan:
+    """Measure and plan for an `onboard build` config (assistant.build.BuildConfig) after its index."""
+    from assistant.eval.mcq import general_mcq_path, read_mcq
+    from train.data_import import read_pairs
+    from train.recipe import SftParams, load_recipe
+
+    recipe = load_recipe(cfg.recipe)
+    of = {s.type: s for s in reversed(recipe.stages)}  # the first stage of each type
+    sft, dpo, merge = of.get("sft"), of.get("dpo"), of.get("merge")
+    params = sft.params if sft else SftParams()
+    rates = measure_rates(cfg.student, None if cfg.data else cfg.teacher, settings, params,
+                          Path(build_dir) / "plan-measure", say=say)
+    rates.spent_s = index_s + rates.measure_s
+    quiet = lambda m: None  # noqa: E731 - warnings were shown by the eval stage's own reading
+    work = Workload(
+        chunks=max(1, int(index_result.get("chunks") or 1)), chunk_tokens=settings.chunk_tokens,
+        questions_per_chunk=cfg.questions_per_chunk, rephrasings=1,  # the build's synthesis writes one
+        imported_rows=len(read_pairs(Path(cfg.data))) if cfg.data else None, max_length=params.max_length,
+        sft_epochs=params.epochs if sft else 0.0, dpo_epochs=dpo.params.epochs if dpo else 0.0,
+        has_dpo=dpo is not None,
+        merge_candidates=(len(merge.params.sweep or []) or 1) if merge else 0,
+        merge_eval_rows=merge.params.eval_rows if merge else 0,
+        eval_items=len(read_mcq(cfg.mcq, warn=quiet)) if cfg.mcq and cfg.mcq != "general" else 0,
+        general_items=len(read_mcq(general_mcq_path(), warn=quiet)), runs=cfg.runs or 1, k=cfg.k,
+        modes=tuple(cfg.modes), quant_types=len(cfg.quant_types))
+    return plan_budget(cfg.budget, rates, work)

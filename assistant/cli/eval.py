@@ -52,11 +52,13 @@ def cmd_eval(args, settings: Settings) -> int:
 
 def cmd_build(args, settings: Settings) -> int:
     from assistant.build import BuildConfig, run_build
+    from train.budget import parse_budget
 
     settings.ensure_home()
     asked = BuildConfig(corpus=args.corpus, name=args.name, recipe=args.recipe, student=args.student,
                         teacher=args.teacher, data=args.data, mcq=args.mcq, quick=args.quick,
-                        max_chunks=args.max_chunks, max_steps=args.max_steps, runs=args.runs)
+                        max_chunks=args.max_chunks, max_steps=args.max_steps, runs=args.runs,
+                        budget=parse_budget(args.budget) if args.budget else None)
     card = run_build(settings, asked, out=Path(args.out) if args.out else None, force=args.force,
                      command=command_line())
     if args.json:
@@ -105,6 +107,8 @@ def register(sub) -> None:
     p.add_argument("--runs", type=int, help="eval runs (default: 2 with --quick, else 10)")
     p.add_argument("--max-chunks", type=int, help="limit the chunks used for synthesis")
     p.add_argument("--max-steps", type=int, help="limit training steps")
+    p.add_argument("--budget", help="fit the whole build into this time (e.g. 90m, 1.5h): measures this machine "
+                                    "after indexing, then sizes data and training steps; the plan is kept in state.json")
     p.add_argument("--out", help="build folder (default: $ONBOARD_HOME/builds/<name>)")
     p.add_argument("--force", action="store_true", help="redo every stage even if done")
     add_json_option(p)

@@ -94,3 +94,28 @@ def test_build_quick_end_to_end(tmp_path, run_cli, nitro_docs, nitro_mcq):
                              "--max-chunks", "4", "--max-steps", "2", "--runs", "1", "--threads", "2",
                              "--out", str(tmp_path / "b"))
     assert code == 0 and err.count("settings unchanged - skipped") == 6  # resumed: every stage already done
+
+
+def test_budget_plan_is_stored_and_kept_by_a_resumed_build(tmp_path):
+    s = load_settings()
+    (tmp_path / "docs").mkdir()
+    cfg = make_config(s, BuildConfig(str(tmp_path / "docs"), name="t", budget=5400, max_steps=9))
+    plan = {"max_chunks": 7, "max_steps": 11, "stage_s": {"data": 60.0}}
+    calls: list[str] = []
+
+    def funcs(build):
+        def plan_stage():
+            calls.append("plan")
+            build._apply_plan(plan)
+            return plan
+        return {"index": lambda: {}, "plan": plan_stage, "data": lambda: calls.append("data") or {}}
+
+    b = Build(s, cfg, tmp_path / "b")
+    b.run(stages=funcs(b))
+    assert calls == ["plan", "data"] and (b.cfg.max_chunks, b.cfg.max_steps) == (7, 9)  # never above --max-steps
+    assert json.loads((tmp_path / "b" / "state.json").read_text())["stages"]["plan"]["result"] == plan
+    calls.clear()
+    cfg2 = make_config(s, BuildConfig(str(tmp_path / "docs"), name="t", budget=5400, max_steps=9))
+    b2 = Build(s, cfg2, tmp_path / "b")  # a new process after a kill: the stored plan, not a new one
+    b2.run(stages=funcs(b2))
+    assert calls == [] and (b2.cfg.max_chunks, b2.cfg.max_steps) == (7, 9)
