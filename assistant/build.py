@@ -212,7 +212,15 @@ class Build:
             summary = synthesize(Path(self.cfg.corpus), out, teacher=self.cfg.teacher, student=self.cfg.student,
                                  questions_per_chunk=self.cfg.questions_per_chunk, max_chunks=self.cfg.max_chunks,
                                  seed=self.cfg.seed, settings=self.settings, progress=self.progress)
-        return {"dir": str(out), "counts": summary.get("counts", {}),
+        overlap = None
+        if self.cfg.mcq and self.cfg.mcq != "general":  # never train on the evaluation's questions
+            from train.overlap import check_overlap
+
+            rep = check_overlap(out, Path(self.cfg.mcq))
+            overlap = {k: rep[k] for k in ("threshold", "questions", "overlapping_questions", "rows_dropped")}
+            self.say(f"overlap with {Path(self.cfg.mcq).name}: {rep['rows_dropped']} training row(s) dropped "
+                     f"({rep['overlapping_questions']} question(s) at cosine >= {rep['threshold']})")
+        return {"dir": str(out), "counts": summary.get("counts", {}), "overlap": overlap,
                 "teacher": summary.get("teacher", {"name": "imported " + Path(self.cfg.data or "").name})}
 
     def stage_train(self) -> dict:
