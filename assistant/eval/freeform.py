@@ -215,22 +215,15 @@ def run_freeform(settings, mcq: str, model_names: list[str], modes: list[str], r
                  index: str | None = None, grader: str | None = None, checks: bool = False,
                  out_dir: Path | None = None, command: str = "", progress: bool = True) -> dict:
     """Free-form evaluation of models x modes (+ grader checks); results written like run_eval's."""
-    from assistant.chat.modes import check_mode
     from assistant.errors import OnboardError
-    from assistant.eval.mcq import general_mcq_path, read_mcq
     from assistant.eval.report import write_eval
-    from assistant.eval.run import CHECKPOINT_NAME, Checkpoint
+    from assistant.eval.run import CHECKPOINT_NAME, Checkpoint, read_run_items
     from assistant.eval.scoring import summarize
     from assistant.files import sha256_file
     from assistant.llm.chat_model import load_settings_model
     from assistant.llm.registry import model_label, resolve_model
 
-    for mode in modes:
-        check_mode(mode)
-    if runs < 1:
-        raise OnboardError("--runs must be at least 1")
-    path = general_mcq_path() if mcq == "general" else Path(mcq)
-    items = read_mcq(path)
+    path, items = read_run_items(mcq, modes, runs)
     index = index or settings.index
     grader = grader or best_installed(settings)
     grader_file = str(resolve_model(grader, settings))

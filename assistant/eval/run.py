@@ -17,12 +17,24 @@ from assistant.errors import OnboardError
 from assistant.settings import Settings
 
 
+def read_run_items(mcq: str, modes: list[str], runs: int):
+    """(path, items) of an evaluation's questions ("general" = the built-in set), after the one
+    check of its modes and run count that `onboard eval` does for every method."""
+    from assistant.eval.mcq import general_mcq_path, read_mcq
+
+    for mode in modes:
+        check_mode(mode)
+    if runs < 1:
+        raise OnboardError("--runs must be at least 1")
+    path = general_mcq_path() if mcq == "general" else Path(mcq)
+    return path, read_mcq(path)
+
+
 def run_eval(settings: Settings, mcq: str, model_names: list[str], modes: list[str], runs: int = 10,
              index: str | None = None, k: int | None = None, generate: bool = False,
              out_dir: Path | None = None, command: str = "", progress: bool = True,
              labels: dict[str, str] | None = None) -> dict:
     """Evaluate models on an MCQ file (or "general"); write results; return meta + summary."""
-    from assistant.eval.mcq import general_mcq_path, read_mcq
     from assistant.eval.report import write_eval
     from assistant.eval.scoring import summarize
     from assistant.files import sha256_file
@@ -30,12 +42,7 @@ def run_eval(settings: Settings, mcq: str, model_names: list[str], modes: list[s
 
     if not modes:
         raise OnboardError("no mode given; choose from: plain, rag, hybrid")
-    for mode in modes:
-        check_mode(mode)
-    if runs < 1:
-        raise OnboardError("--runs must be at least 1")
-    path = general_mcq_path() if mcq == "general" else Path(mcq)
-    items = read_mcq(path)
+    path, items = read_run_items(mcq, modes, runs)
     retriever = None
     if any(m != "plain" for m in modes):
         from assistant.rag.index import open_retriever

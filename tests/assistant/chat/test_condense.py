@@ -7,6 +7,7 @@ import pytest
 from assistant.chat.condense import acceptable_rewrite, condense, needs_condensing, standalone_question
 from assistant.chat.modes import AnswerJob
 from assistant.rag.index import open_retriever
+from tests.assistant.chat.recording import RecordingRetriever
 
 BATCHING = [("What is continuous batching?",
              "It groups several inference requests into one batch, which raises throughput.")]
@@ -60,17 +61,8 @@ def test_follow_up_is_condensed_with_the_conversation(smollm):
     assert condense(smollm, "How do I turn it on?", BATCHING) == query  # greedy: the same every time
 
 
-class _RecordingRetriever:
-    def __init__(self, inner):
-        self.inner, self.queries = inner, []
-
-    def search(self, query, k):
-        self.queries.append(query)
-        return self.inner.search(query, k)
-
-
 def test_answer_job_searches_the_standalone_question(smollm, nitro_settings):
-    retriever = _RecordingRetriever(open_retriever(nitro_settings, "nitro", progress=False))
+    retriever = RecordingRetriever(open_retriever(nitro_settings, "nitro", progress=False))
     follow_up = AnswerJob("How do I turn it on in Nitro?", smollm, mode="rag", retriever=retriever, k=5,
                           history=BATCHING, max_tokens=8, temperature=0.0)
     follow_up.prepare()
