@@ -32,23 +32,14 @@ def _answer(model, question: str, idx, max_tokens: int, lookup) -> tuple[str, in
     """(text, tokens, decode seconds, decodes) of one greedy rag answer."""
     from assistant.chat.modes import AnswerJob
 
+    from assistant.llm.prompt_lookup import counting_decodes
+
     model.prompt_lookup = lookup
-    decodes = 0
-    plain_eval = type(model.llm).eval
-
-    def counting_eval(tokens):
-        nonlocal decodes
-        decodes += 1
-        return plain_eval(model.llm, tokens)
-
-    model.llm.eval = counting_eval
-    try:
+    with counting_decodes(model) as decodes:
         job = AnswerJob(question, model, mode="rag", retriever=idx, k=4, max_tokens=max_tokens, temperature=0.0)
         job.run()
-    finally:
-        del model.llm.eval
     stats = model.last
-    return job.result.answer, stats.completion_tokens - 1, stats.total_s - stats.ttft_s, decodes
+    return job.result.answer, stats.completion_tokens - 1, stats.total_s - stats.ttft_s, decodes[0]
 
 
 def bench_model(name: str, settings, idx, questions: list[str], max_tokens: int, lookup) -> float | None:

@@ -15,6 +15,7 @@ all logits only in the short decodes that verify guesses, and keeps none in Pyth
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -64,3 +65,21 @@ def lookup_llama_class():
             self._requires_eval = False
 
     return LookupLlama
+
+
+@contextlib.contextmanager
+def counting_decodes(model):
+    """Count the llama.cpp decodes (Llama.eval calls) of `model` inside the block: how the bench
+    and the tests see how many tokens each verifying decode yields. Yields a one-item list."""
+    count = [0]
+    plain_eval = type(model.llm).eval
+
+    def counting_eval(tokens):
+        count[0] += 1
+        return plain_eval(model.llm, tokens)
+
+    model.llm.eval = counting_eval
+    try:
+        yield count
+    finally:
+        del model.llm.eval

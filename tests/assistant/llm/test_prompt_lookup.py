@@ -8,7 +8,7 @@ import pytest
 from assistant.chat.modes import AnswerJob
 from assistant.llm.chat_model import ChatModel
 from assistant.llm.kv_blocks import BlockStore
-from assistant.llm.prompt_lookup import PromptLookup
+from assistant.llm.prompt_lookup import PromptLookup, counting_decodes
 from tests.assistant.llm.test_kv_blocks import DOCS, _FixedRetriever
 
 
@@ -31,22 +31,11 @@ def model(smollm_gguf):
 
 def _answer(model, question, lookup: bool, max_tokens=40, temperature=0.0):
     model.prompt_lookup = PromptLookup() if lookup else None
-    decodes = 0
-    plain_eval = type(model.llm).eval
-
-    def counting_eval(tokens):
-        nonlocal decodes
-        decodes += 1
-        return plain_eval(model.llm, tokens)
-
-    model.llm.eval = counting_eval
-    try:
+    with counting_decodes(model) as decodes:
         job = AnswerJob(question, model, mode="rag", retriever=_FixedRetriever(DOCS), k=3,
                         max_tokens=max_tokens, temperature=temperature)
         answer = job.run().answer
-    finally:
-        del model.llm.eval
-    return answer, model.last.completion_tokens, decodes
+    return answer, model.last.completion_tokens, decodes[0]
 
 
 @pytest.mark.parametrize("question", ["Which port does the server use by default?",
