@@ -15,6 +15,7 @@ import pytest
 from assistant.rag.chunking import chunk_documents
 from assistant.rag.index import index_path, open_retriever
 from assistant.rag.store import index_exists, read_manifest
+from tests.assistant.rag.pages import write_pages
 from assistant.rag.ingest import load_documents
 from assistant.settings import load_settings
 
@@ -44,11 +45,8 @@ def test_nitro_index_and_search(nitro_settings, nitro_docs):
 
 
 def _write_corpus(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, topic in [("alpha", "apples"), ("beta", "bananas"), ("gamma", "cherries")]:
-        (folder / f"{name}.md").write_text(
-            f"# {name.title()}\n\nThis page is about {topic}.\n\n## Details\n\n"
-            + f"Growing {topic} needs sun and water. " * 40, encoding="utf-8")
+    write_pages(folder, {name: (f"This page is about {topic}.", f"Growing {topic} needs sun and water. ")
+                         for name, topic in [("alpha", "apples"), ("beta", "bananas"), ("gamma", "cherries")]})
 
 
 def test_incremental_reindex(tmp_path, onboard_home):

@@ -19,6 +19,7 @@ from assistant.rag.ingest import load_documents
 from assistant.rag.lexical import LexicalIndex, fts_query, fuse, terms
 from assistant.rag.store import index_dir, index_exists
 from assistant.settings import load_settings
+from tests.assistant.rag.pages import write_pages
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -61,11 +62,9 @@ def _lexical_state(settings, name: str) -> tuple[set, int, int]:
 
 
 def _write_corpus(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, flag in [("alpha", "--apple-count"), ("beta", "--banana-mode"), ("gamma", "--cherry-pit")]:
-        (folder / f"{name}.md").write_text(
-            f"# {name.title()}\n\nStart the orchard with `{flag}`.\n\n## Details\n\n"
-            + f"Growing fruit needs sun and water. " * 40, encoding="utf-8")
+    write_pages(folder, {name: (f"Start the orchard with `{flag}`.", "Growing fruit needs sun and water. ")
+                         for name, flag in [("alpha", "--apple-count"), ("beta", "--banana-mode"),
+                                            ("gamma", "--cherry-pit")]})
 
 
 def test_bm25_follows_edit_add_delete(tmp_path, onboard_home):
