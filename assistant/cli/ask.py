@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from assistant.cli.options import OnboardParser, add_chroma_option, add_json_option, add_model_options
+from assistant.cli.options import add_chroma_option, add_json_option, add_model_options, add_verbs
 from assistant.settings import Settings
 
 
@@ -93,8 +93,7 @@ def register(sub) -> None:
     add_model_options(p)
     p.set_defaults(func=cmd_ask)
 
-    models = sub.add_parser("models", help="list and locate models").add_subparsers(
-        dest="verb", required=True, parser_class=OnboardParser)
+    models = add_verbs(sub, "models", "list and locate models")
     p = models.add_parser("list", help="named models: packaged, optional and built")
     add_json_option(p)
     p.set_defaults(func=cmd_models_list)

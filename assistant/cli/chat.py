@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from assistant.cli.options import OnboardParser, add_json_option, add_model_options
+from assistant.cli.options import add_json_option, add_model_options, add_verbs
 from assistant.errors import OnboardError
 from assistant.settings import Settings
 
@@ -85,8 +85,7 @@ def register(sub) -> None:
     add_model_options(p)
     p.set_defaults(func=cmd_chat)
 
-    fb = sub.add_parser("feedback", help="user ratings from onboard chat: stats and DPO export").add_subparsers(
-        dest="verb", required=True, parser_class=OnboardParser)
+    fb = add_verbs(sub, "feedback", "user ratings from onboard chat: stats and DPO export")
     p = fb.add_parser("export", help="write preference pairs (prompt, chosen, rejected) as JSONL")
     p.add_argument("--format", default="dpo", help="dpo (the only format)")
     p.add_argument("-o", "--output", help="output file (default: $ONBOARD_HOME/exports/feedback-dpo.jsonl; - for stdout)")

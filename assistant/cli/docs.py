@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from assistant.cli.options import OnboardParser, add_chroma_option, add_json_option, add_model_options
+from assistant.cli.options import add_chroma_option, add_json_option, add_model_options, add_verbs
 from assistant.errors import OnboardError
 from assistant.rag.lexical import RETRIEVAL_MODES as RANKINGS, check_retrieval_mode
 
@@ -210,8 +210,7 @@ def register(sub) -> None:
     add_json_option(p)
     p.set_defaults(func=cmd_search)
 
-    corpus = sub.add_parser("corpus", help="fetch and index known reference corpora").add_subparsers(
-        dest="verb", required=True, parser_class=OnboardParser)
+    corpus = add_verbs(sub, "corpus", "fetch and index known reference corpora")
     p = corpus.add_parser("get", help="fetch a known corpus at its pinned commit and index it under its name")
     p.add_argument("name", help="corpus name, e.g. nitro")
     p.add_argument("--from", dest="from_dir", help="offline: a local copy of the corpus docs folder")

@@ -11,6 +11,11 @@ class OnboardParser(argparse.ArgumentParser):
         self.exit(2, f"onboard: error: {message} (see: {self.prog} --help)\n")
 
 
+def add_verbs(sub, noun: str, help: str):
+    """`onboard NOUN VERB`: the sub-command NOUN, returning the parser group its verbs go into."""
+    return sub.add_parser(noun, help=help).add_subparsers(dest="verb", required=True, parser_class=OnboardParser)
+
+
 def add_threads_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="CPU threads for llama.cpp")
 

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from assistant.cli.options import OnboardParser, add_json_option, add_model_options, add_threads_option
+from assistant.cli.options import add_json_option, add_model_options, add_threads_option, add_verbs
 from assistant.errors import OnboardError
 
 
@@ -186,8 +186,7 @@ def register(sub) -> None:
     p.add_argument("-o", "--out", help="parent folder; the export lands in OUT/NAME (default: $ONBOARD_HOME/exports/TARGET)")
     p.set_defaults(func=cmd_export)
 
-    bundle = sub.add_parser("bundle", help="one-file bundle of a model + docs index for offline machines") \
-        .add_subparsers(dest="verb", required=True, parser_class=OnboardParser)
+    bundle = add_verbs(sub, "bundle", "one-file bundle of a model + docs index for offline machines")
     p = bundle.add_parser("create", help="write model, index, settings and sha256 checksums into FILE")
     p.add_argument("name", help="registry name of the model")
     p.add_argument("-o", "--out", required=True, help="bundle file to write (e.g. nitro.onboard)")

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from assistant.cli.options import OnboardParser, add_json_option, add_threads_option
+from assistant.cli.options import add_json_option, add_threads_option, add_verbs
 
 
 def _print_summary(summary: dict, as_json: bool) -> None:
@@ -116,8 +116,7 @@ def register(sub) -> None:
     _chunk_options(p)
     p.set_defaults(func=cmd_synth)
 
-    data = sub.add_parser("data", help="training data files").add_subparsers(
-        dest="verb", required=True, parser_class=OnboardParser)
+    data = add_verbs(sub, "data", "training data files")
     p = data.add_parser("import", help="import Q&A pairs from a CSV/JSONL into training format")
     p.add_argument("file", help=".csv (question,answer columns) or .jsonl file")
     p.add_argument("--out", required=True, help="output folder")
