@@ -17,12 +17,17 @@ from assistant.settings import Settings
 
 
 def open_model(settings: Settings, name: str | None = None):
-    """The chat model `name` (default: settings.model) with the settings' context, threads, seed."""
+    """The chat model `name` with the settings' context, threads, seed. Without a name: the model
+    chat answers with (settings.model, or the installed fallback for a missing default, with its
+    one-line notice), so e.g. `onboard index --precompute-kv` stores blocks for that model."""
     from assistant.llm.chat_model import load_settings_model
-    from assistant.llm.registry import resolve_model
+    from assistant.llm.registry import chat_model_name, resolve_model
 
-    path = resolve_model(name or settings.model, settings)
-    return load_settings_model(path, settings)
+    if not name:
+        name, notice = chat_model_name(settings)
+        if notice:
+            _say(notice)
+    return load_settings_model(resolve_model(name, settings), settings)
 
 
 def answer_penalties(settings: Settings) -> dict:

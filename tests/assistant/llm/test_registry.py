@@ -106,3 +106,20 @@ def test_missing_default_falls_back_to_best_installed(monkeypatch):
     assert name == installed[-1] and name != "ghost-9b"
     assert "ghost-9b" in notice and "make models-extra" in notice and "\n" not in notice
     assert registry.chat_model_name(Settings(model="smollm2-135m")) == ("smollm2-135m", None)
+
+
+def test_open_model_without_a_name_uses_the_fallback_chat_answers_with(monkeypatch, capsys, onboard_home):
+    """Commands that open "the chat model" (index --precompute-kv, eval-retrieval's hybrid) get
+    the same fallback as chat, so their work is for the model that will answer."""
+    import dataclasses
+
+    from assistant.chat.session import open_model
+    from assistant.llm import registry
+    from assistant.settings import load_settings
+
+    ghost = dataclasses.replace(PACKAGED["qwen2.5-coder-1.5b"], name="ghost-9b", parts=(("no_such_pkg_xyz", "m.gguf"),))
+    monkeypatch.setattr(registry, "PACKAGED", {"smollm2-135m": PACKAGED["smollm2-135m"], "ghost-9b": ghost})
+    monkeypatch.setattr(registry, "DEFAULT_MODEL", "ghost-9b")
+    model = open_model(load_settings().replace(model="ghost-9b", n_ctx=512, n_threads=1))
+    assert model.path == resolve_model("smollm2-135m", load_settings())
+    assert "ghost-9b is not installed" in capsys.readouterr().err
