@@ -38,6 +38,14 @@ def check_mode(mode: str, allowed: Sequence[str] = MODES) -> str:
     return mode
 
 
+def check_question(question: str | None) -> str:
+    """The question stripped, or the one error for an empty one."""
+    question = (question or "").strip()
+    if not question:
+        raise OnboardError('empty question: ask something, e.g. onboard ask "How do I install it?"')
+    return question
+
+
 def draft_answer(model, question: str, cancel: threading.Event | None = None,
                  system: str = SYSTEM_DRAFT, max_tokens: int = DRAFT_MAX_TOKENS) -> str:
     """A short greedy draft (hybrid's first step; HyDE passes its own system prompt)."""
@@ -98,9 +106,7 @@ class AnswerJob:
                  whole_files_tokens: int = 0):
         """`penalties`: llama.cpp repeat/frequency/presence penalties for stream_chat; `loop`:
         (n, repeats) for the LoopDetector that ends an answer repeating an n-token run (0: off)."""
-        question = (question or "").strip()
-        if not question:
-            raise OnboardError("empty question: ask something, e.g. onboard ask \"How do I install it?\"")
+        question = check_question(question)
         check_mode(mode)
         if mode != "plain" and retriever is None:
             raise OnboardError(f"mode {mode} needs a docs index; build one with: onboard index PATH")

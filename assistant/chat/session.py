@@ -11,7 +11,7 @@ import sys
 import threading
 from typing import Callable, Sequence
 
-from assistant.chat.modes import AnswerJob, check_mode
+from assistant.chat.modes import AnswerJob, check_mode, check_question
 from assistant.errors import OnboardError
 from assistant.settings import Settings
 
@@ -105,9 +105,7 @@ class Session:
             label: str | None = None) -> AnswerJob:
         """An AnswerJob for `question` (retriever opened for rag/hybrid, model loaded)."""
         check_mode(mode)
-        question = (question or "").strip()
-        if not question:
-            raise OnboardError('empty question: ask something, e.g. onboard ask "How do I install it?"')
+        question = check_question(question)  # both before anything loads
         retriever = self.retriever(index) if mode != "plain" else None
         s = self.settings
         return AnswerJob(question, self.model(), mode=mode, retriever=retriever, k=k or s.top_k,
