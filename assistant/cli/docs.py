@@ -96,8 +96,8 @@ def cmd_search(args, settings) -> int:
     query = " ".join(args.query).strip()
     if not query:
         raise OnboardError('empty search query: e.g. onboard search "how do I install it?"')
+    retrieval = check_retrieval_mode(args.retrieval or settings.retrieval)  # before any index is opened
     retriever = open_retriever(settings, args.index or settings.index)
-    retrieval = check_retrieval_mode(args.retrieval or settings.retrieval)
     hits = retriever.search(query, args.k, mode=retrieval)
     if args.json:
         print(json.dumps({"query": query, "index": retriever.name, "retrieval": retrieval,
