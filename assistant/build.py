@@ -95,6 +95,12 @@ def make_config(settings: Settings, asked: BuildConfig) -> BuildConfig:
     mcq = asked.mcq
     if mcq and mcq != "general" and not Path(mcq).is_file():
         raise OnboardError(f"--mcq {mcq}: file not found")
+    from assistant.chat.modes import check_mode
+
+    if not asked.modes:
+        raise OnboardError("--modes: give at least one of plain, rag, hybrid")
+    for mode in asked.modes:
+        check_mode(mode)
     student = asked.student or "smollm2-135m"
     teacher = asked.teacher
     if teacher is None:  # the 1.5B teacher writes far better JSON, but costs ~4x the CPU time

@@ -154,16 +154,17 @@ def fixed_stage_s(w: Workload, r: Rates) -> dict[str, float]:
     merge = w.merge_candidates * (MERGE_S_PER_GB * r.model_gb
                                   + w.merge_eval_rows * _rag_row(w) / (3 * r.train_tokens_per_s))
     quant = QUANT_S_PER_GB * r.model_gb * max(1, w.quant_types - 1) + 10 * w.quant_types
-    # One item: documents and question once (a prefix the rotations share), then each further
-    # rotation re-reads only its options; hybrid first drafts an answer to search with.
-    item = ITEM_TOKENS + (ROTATIONS - 1) * OPTION_TOKENS
-    per_run = 0.0  # seconds of one model over one run of every mode
+    # Per item, once: its documents and question (kept as a prefix the runs share); per run, each
+    # rotation re-reads only its options - at most 6 x 4 distinct rotations of 4 options over all
+    # runs (the scorer memoizes them). Hybrid first drafts an answer to search with.
+    rereads = min(w.runs * ROTATIONS, 24)
+    per_model = 0.0
     for mode in w.modes:
         docs = w.k * w.chunk_tokens if mode != "plain" else 0
         draft = ITEM_TOKENS / r.student_prompt_tps + HYBRID_DRAFT / r.student_gen_tps if mode == "hybrid" else 0
-        per_run += w.eval_items * ((docs + item) / r.student_prompt_tps + draft)
-    per_run += w.general_items * item / r.student_prompt_tps
-    evaluate = 2 * w.runs * per_run + 2 * 15  # base and tuned, + their decode-speed check
+        per_model += w.eval_items * ((docs + ITEM_TOKENS + rereads * OPTION_TOKENS) / r.student_prompt_tps + draft)
+    per_model += w.general_items * (ITEM_TOKENS + rereads * OPTION_TOKENS) / r.student_prompt_tps
+    evaluate = 2 * per_model + 2 * 15  # base and tuned, + their decode-speed check
     return {"merge": OVERHEAD * merge, "quantize": OVERHEAD * quant, "evaluate": OVERHEAD * evaluate,
             "report": 10.0}
 

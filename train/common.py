@@ -219,11 +219,35 @@ def training_args_kwargs(p, device: Device, ckpt_dir: Path, max_steps: int | Non
     return kw
 
 
-def lora_config(p, task: str = "CAUSAL_LM"):
+def lora_config(p, model=None, task: str = "CAUSAL_LM"):
+    """p.lora_layers = N adapts only the top N transformer layers: the backward pass then stops
+    there, which on a CPU is most of a step (Qwen2.5-0.5B, 700-token rows, answer-only loss:
+    top 8 of 24 layers trains at 2x the tokens/s of all layers)."""
     from peft import LoraConfig
 
+    target = p.target_modules
+    n = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    if p.lora_layers and n and p.lora_layers < n:
+        target = top_layer_linears(model, n - p.lora_layers, p.target_modules)
     return LoraConfig(r=p.lora_r, lora_alpha=p.lora_alpha, lora_dropout=p.lora_dropout,
-                      target_modules=p.target_modules, task_type=task)
+                      target_modules=target, task_type=task)
+
+
+def top_layer_linears(model, first_layer: int, wanted: str | list[str]) -> list[str]:
+    """Full names of the Linear modules in layers >= first_layer (peft's layers_to_transform
+    does not combine with "all-linear"); `wanted` = "all-linear" or module short names."""
+    import re
+
+    import torch
+
+    names = []
+    for name, module in model.named_modules():
+        m = re.search(r"\.layers\.(\d+)\.", name)
+        if not isinstance(module, torch.nn.Linear) or not m or int(m.group(1)) < first_layer:
+            continue
+        if wanted == "all-linear" or name.rsplit(".", 1)[-1] in wanted:
+            names.append(name)
+    return names
 
 
 def load_model(path: Path, device: Device, packed: bool = False):

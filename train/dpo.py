@@ -53,7 +53,7 @@ def run_dpo(model_dir: Path, data_files: list[Path], p: DpoParams, ctx: StageCon
     callback = make_progress_callback(f"dpo {ctx.out_dir.name}", ctx.progress)
     trainer = DPOTrainer(model=model, ref_model=None, args=dpo_config(p, ctx),
                          train_dataset=Dataset.from_list(rows), processing_class=tok,
-                         peft_config=lora_config(p) if p.lora else None, callbacks=[callback])
+                         peft_config=lora_config(p, model) if p.lora else None, callbacks=[callback])
     quiet_trainer(trainer)
     resume = last_checkpoint(ctx.ckpt_dir)
     started = time.time()

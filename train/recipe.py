@@ -45,6 +45,7 @@ class TrainParams:
     lora_alpha: int = 512
     lora_dropout: float = 0.0
     target_modules: str | list[str] = "all-linear"
+    lora_layers: int | None = None  # adapt only the top N layers (None: all); see train.common.lora_config
     gradient_checkpointing: bool | None = None  # None: on for CUDA, off on CPU (memory is not short there)
     save_steps: int = 50  # checkpoint interval: how much work a kill -9 can lose
     seed: int = 0

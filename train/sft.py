@@ -104,7 +104,7 @@ def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageCon
     model, tok = load_model(model_dir, ctx.device, packed=p.packing)
     callback = make_progress_callback(f"sft {ctx.out_dir.name}", ctx.progress)
     trainer = SFTTrainer(model=model, args=sft_config(p, ctx), train_dataset=Dataset.from_list(train_rows),
-                         processing_class=tok, peft_config=lora_config(p) if p.lora else None,
+                         processing_class=tok, peft_config=lora_config(p, model) if p.lora else None,
                          callbacks=[callback])
     quiet_trainer(trainer)
     resume = last_checkpoint(ctx.ckpt_dir)

@@ -12,6 +12,9 @@ Files written (atomically) into the output folder:
   dpo.jsonl      prompt/chosen/rejected (conversational): chosen = the teacher's grounded answer,
                  rejected = the student's closed-book answer where it disagrees (word F1 below
                  a threshold), else the answer to the most similar question from another chunk;
+  mcq.jsonl      multiple-choice reading rows in the prompt `onboard eval` scores (train/mcq_rows.py):
+                 the docs, a question with four options (the answer, near-miss copies of it,
+                 answers of the same page) and the letter; plus teacher-free cloze items;
   rephrase.jsonl {"text": ...} paraphrases of chunks (language-modelling rows);
   card.json / card.md  counts, teacher, settings, corpus hash, filter summary.
 """
@@ -130,6 +133,14 @@ def write_datasets(out_dir: Path, kept: list[dict], *, chunks: dict[str, dict] |
             n_oracle += with_oracle
     dpo, dpo_sources = dpo_rows(kept, vectors, seed)
     files = {"sft.jsonl": write_jsonl(out_dir / "sft.jsonl", sft)}
+    mcq_counts = {}
+    if pool_hits:
+        from train.mcq_rows import mcq_rows
+
+        mcq, mcq_counts = mcq_rows(kept, {cid: chunk_hit(c) for cid, c in chunks.items()}, pool_hits, seed=seed)
+        files["mcq.jsonl"] = write_jsonl(out_dir / "mcq.jsonl", mcq)
+    else:
+        (out_dir / "mcq.jsonl").unlink(missing_ok=True)
     if dpo:
         files["dpo.jsonl"] = write_jsonl(out_dir / "dpo.jsonl", dpo)
     else:
@@ -141,7 +152,7 @@ def write_datasets(out_dir: Path, kept: list[dict], *, chunks: dict[str, dict] |
     return {
         "counts": {"pairs": len(kept), "sft": len(sft), "sft_closed_book": len(kept),
                    "sft_with_context": n_ctx_rows, "sft_with_oracle": n_oracle, "dpo": len(dpo),
-                   "rephrase": len(rephrasings)},
+                   "rephrase": len(rephrasings), **mcq_counts},
         "dpo_rejected_from": dict(dpo_sources),
         "files": files,
     }

@@ -58,6 +58,8 @@ def cmd_build(args, settings: Settings) -> int:
     asked = BuildConfig(corpus=args.corpus, name=args.name, recipe=args.recipe, student=args.student,
                         teacher=args.teacher, data=args.data, mcq=args.mcq, quick=args.quick,
                         max_chunks=args.max_chunks, max_steps=args.max_steps, runs=args.runs,
+                        **({"modes": tuple(m.strip() for m in args.modes.split(",") if m.strip())}
+                           if args.modes else {}),
                         budget=parse_budget(args.budget) if args.budget else None)
     card = run_build(settings, asked, out=Path(args.out) if args.out else None, force=args.force,
                      command=command_line())
@@ -105,6 +107,7 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="small CPU-sized settings (well under an hour on 2 cores)")
     p.add_argument("--mcq", help="domain MCQ file for the report card (default: none -> retention only)")
     p.add_argument("--runs", type=int, help="eval runs (default: 2 with --quick, else 10)")
+    p.add_argument("--modes", help="domain eval modes, comma list of plain, rag, hybrid (default: all three)")
     p.add_argument("--max-chunks", type=int, help="limit the chunks used for synthesis")
     p.add_argument("--max-steps", type=int, help="limit training steps")
     p.add_argument("--budget", help="fit the whole build into this time (e.g. 90m, 1.5h): measures this machine "

@@ -1,0 +1,65 @@
+"""train/mcq_rows.py: multiple-choice reading rows in the prompt `onboard eval` scores."""
+import random
+
+from assistant.eval.scoring import SYSTEM_MCQ_RAG
+from assistant.rag.hits import Hit
+from train.mcq_rows import Vocabulary, mcq_rows, near_misses, shorten, span_kind, spans
+
+PAGE = Hit(path="docs/server.md", heading="Server", chunk_id="s1", position=0,
+           text="Start the server with `nitro --port 3928`.\nThe default `ctx_len` is 2048 and "
+                "`cont_batching` is false unless you set it.\nThe health check is http://localhost:3928/healthz.")
+PAGE2 = Hit(path="docs/server.md", heading="Load", chunk_id="s2", position=1,
+            text="Load a model with `llama_model_path` set; `ngl` defaults to 100 and `n_parallel` to 1.\n"
+                 "Set `embedding` to true to serve embeddings from the same model.")
+OTHER = Hit(path="docs/faq.md", heading="FAQ", chunk_id="f1", position=0,
+            text="Replace api.openai.com with localhost:3928 in your client settings, port 3928.\n"
+                 "Nitro listens on 127.0.0.1 by default and needs no API key for local calls.")
+POOL = [PAGE, PAGE2, OTHER]
+CHUNKS = {h.chunk_id: h for h in POOL}
+
+
+def test_spans_keep_values_not_words_or_list_numbers():
+    found = spans("1. Run `nitro` on port 3928 with ctx_len 2048, a warm-up step and true.")
+    assert "`nitro`" in found and "3928" in found and "ctx_len" in found and "true" in found
+    assert "1" not in found and "warm-up" not in found
+    assert [span_kind(s) for s in ("`x`", "3928", "true", "--port", "http://a.b", "ctx_len")] == \
+        ["code", "num", "bool", "flag", "url", "ident"]
+
+
+def test_near_misses_swap_one_value_for_a_same_kind_lookalike():
+    vocab = Vocabulary(POOL)
+    answer = "The default `ctx_len` is 2048."
+    variants = near_misses(answer, PAGE.path, vocab, random.Random(0), 2)
+    assert variants and all(v != answer for v in variants)
+    for v in variants:  # exactly one value differs, and it became another value of its kind
+        diff = [(a, b) for a, b in zip(spans(answer), spans(v)) if a != b]
+        assert len(diff) == 1 and span_kind(diff[0][0]) == span_kind(diff[0][1])
+    assert near_misses("A plain sentence with no values at all.", PAGE.path, vocab, random.Random(0), 2) == []
+
+
+def test_shorten_cuts_at_a_sentence_end():
+    text = "First sentence here. " + "Second one is long " * 30 + "end."
+    assert shorten(text, words=10) == "First sentence here."
+
+
+def test_rows_are_eval_prompts_with_the_right_letter_and_the_answering_chunk():
+    pairs = [{"question": "What is the default ctx_len?", "answer": "The default `ctx_len` is 2048.", "chunk_id": "s1"},
+             {"question": "What does ngl default to?", "answer": "`ngl` defaults to 100.", "chunk_id": "s2"},
+             {"question": "What replaces api.openai.com?", "answer": "Use localhost:3928 instead.", "chunk_id": "f1"},
+             {"question": "An orphan question?", "answer": "Has no chunk.", "chunk_id": "missing"}]
+    rows, counts = mcq_rows(pairs, CHUNKS, POOL, n_docs=2, seed=1)
+    assert counts["mcq_from_pairs"] == 3 and counts["mcq_cloze"] >= 2 and counts["mcq"] == len(rows)
+    for row in rows:
+        system, user = row["prompt"][0]["content"], row["prompt"][1]["content"]
+        letter = row["completion"][0]["content"]
+        assert system == SYSTEM_MCQ_RAG and letter in "ABCD"
+        options = [ln[3:] for ln in user.split("\n") if ln[:3] in ("A. ", "B. ", "C. ", "D. ")]
+        assert len(options) == 4 and len(set(o.lower() for o in options)) == 4
+        assert user.count("<document ") == 2
+        if "What is the default ctx_len?" in user:
+            assert options["ABCD".index(letter)] == "The default `ctx_len` is 2048."
+            assert "docs/server.md" in user.split("Question:")[0]
+        if "fills the blank" in user:  # the blanked value is the right option, and it is in the docs
+            assert "____" in user and options["ABCD".index(letter)] in user.split("Question:")[0]
+    again, _ = mcq_rows(pairs, CHUNKS, POOL, n_docs=2, seed=1)
+    assert again == rows  # deterministic for a seed

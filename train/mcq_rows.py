@@ -1,0 +1,217 @@
+"""Multiple-choice reading rows: retrieved docs in the prompt, a question with four lettered
+options, the option's letter as the answer, in exactly the prompt `onboard eval` scores
+(assistant.eval.scoring's system prompt and question block, assistant.chat.prompts' documents).
+
+Why: a small model with the right page in its context still misses about half of the questions
+(Qwen2.5-Coder-0.5B + RAG: 44 % on the public Nitro set, with the source retrieved for 95 %); it
+reads the docs, but does not match what it reads against near-identical options. These rows train
+that skill directly, from data any user has - never from evaluation questions:
+
+  * from Q&A pairs with their answering chunk (GPT-4 import or the local teacher): the options
+    are the answer, near-miss copies of it (one number, identifier, flag, path, URL or boolean
+    swapped for another of the same kind from the same page, else the corpus: the "two options
+    nearly alike" that small models confuse) and answers to other questions of the same page;
+  * cloze items straight from the chunks, no teacher at all: a line of the docs with one value
+    blanked; the options are that value and same-kind values from the same page.
+
+The documents are the answering chunk among `n_docs - 1` others (one from the same page where
+there is one, as retrieval returns), in a random position; the right letter is uniform.
+
+    rows, counts = mcq_rows(pairs, chunks, seed=0)   # -> mcq.jsonl (prompt/completion rows)
+"""
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter, defaultdict
+
+from assistant.chat.prompts import rag_user_message
+from assistant.eval.mcq import LETTERS
+from assistant.eval.scoring import SYSTEM_MCQ_RAG, format_question
+from assistant.rag.hits import Hit
+
+N_OPTIONS = 4
+OPTION_WORDS = 45  # answers are cut at a sentence end near this many words: options stay readable
+# Values worth asking about, most specific first: `code`, URLs, --flags, dotted/snake/kebab
+# identifiers, paths, numbers (ports, defaults, versions), booleans.
+SPAN = re.compile(r"`[^`\n]{1,60}`|https?://[^\s)\]>\"']+|(?<![\w-])--?[A-Za-z][\w-]*"
+                  r"|\b[A-Za-z]\w*(?:[_./-]\w+)+\b|\b\d+(?:\.\d+)*\b|\b(?:true|false)\b", re.IGNORECASE)
+CLOZE_PER_CHUNK = 2
+CLOZE_MIN_WORDS = 5
+
+
+def span_kind(span: str) -> str:
+    s = span.lower()
+    if s.startswith("`"):
+        return "code"
+    if s in ("true", "false"):
+        return "bool"
+    if re.fullmatch(r"\d+(?:\.\d+)*", s):
+        return "num"
+    if s.startswith("http"):
+        return "url"
+    if s.startswith("-"):
+        return "flag"
+    return "ident"
+
+
+def spans(text: str) -> list[str]:
+    """Values in text; not single digits (list numbers, counts) nor plain hyphenated words."""
+    out = []
+    for m in SPAN.finditer(text):
+        s, kind = m.group(0), span_kind(m.group(0))
+        if (kind == "num" and len(s) < 2) or (kind == "ident" and not re.search(r"[_./\d]", s)):
+            continue
+        out.append(s)
+    return out
+
+
+class Vocabulary:
+    """Values of each kind, per page and for the whole corpus, to draw look-alikes from."""
+
+    def __init__(self, chunks: list[Hit]):
+        self.by_path: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        self.all: dict[str, list[str]] = defaultdict(list)
+        for h in chunks:
+            for s in dict.fromkeys(spans(h.text)):
+                self.by_path[h.path][span_kind(s)].append(s)
+                self.all[span_kind(s)].append(s)
+        for table in (self.all, *self.by_path.values()):
+            for kind in table:
+                table[kind] = list(dict.fromkeys(table[kind]))
+
+    def lookalikes(self, span: str, path: str, rng: random.Random, n: int) -> list[str]:
+        """Up to n other values of span's kind: the same page first, then the corpus."""
+        kind = span_kind(span)
+        if kind == "bool":
+            return ["false" if span.lower() == "true" else "true"][:n]
+        out: list[str] = []
+        for table in (self.by_path.get(path, {}), self.all):
+            pool = [s for s in table.get(kind, []) if s.lower() != span.lower() and s not in out]
+            rng.shuffle(pool)
+            out += pool[: n - len(out)]
+            if len(out) >= n:
+                break
+        if kind == "num" and len(out) < n and span.isdigit():  # a page with few numbers: nearby values
+            base = int(span)
+            for v in (base * 2, base + 1, base * 10, max(0, base - 1)):
+                v = str(v)
+                if v != span and v not in out and len(out) < n:
+                    out.append(v)
+        return out
+
+
+def shorten(text: str, words: int = OPTION_WORDS) -> str:
+    """The first sentences of text, up to about `words` words (never cut inside a sentence
+    unless the first one is already too long)."""
+    text = " ".join(text.split())
+    sentences = re.split(r"(?<=[.!?])\s+", text)
+    out = sentences[0]
+    for s in sentences[1:]:
+        if len((out + " " + s).split()) > words:
+            break
+        out += " " + s
+    toks = out.split()
+    return out if len(toks) <= words * 1.5 else " ".join(toks[: int(words * 1.5)]) + " …"
+
+
+def near_misses(answer: str, path: str, vocab: Vocabulary, rng: random.Random, n: int) -> list[str]:
+    """Copies of `answer` with one value swapped for a look-alike (different values each)."""
+    found = list(dict.fromkeys(spans(answer)))
+    rng.shuffle(found)
+    out: list[str] = []
+    for span in found:
+        for other in vocab.lookalikes(span, path, rng, 2):
+            variant = answer.replace(span, other, 1)
+            if variant != answer and variant not in out:
+                out.append(variant)
+                break
+        if len(out) >= n:
+            break
+    return out
+
+
+def mcq_row(question: str, right: str, wrong: list[str], oracle: Hit, pool: list[Hit], n_docs: int,
+            rng: random.Random) -> dict:
+    """One prompt/completion row; `wrong` holds at least N_OPTIONS - 1 distinct distractors."""
+    options = [right] + wrong[: N_OPTIONS - 1]
+    rng.shuffle(options)
+    same_page = [h for h in pool if h.path == oracle.path and h.chunk_id != oracle.chunk_id]
+    other = [h for h in pool if h.path != oracle.path]
+    docs = rng.sample(same_page, min(1, len(same_page), n_docs - 1))
+    docs += rng.sample(other, min(n_docs - 1 - len(docs), len(other)))
+    docs.insert(rng.randrange(len(docs) + 1), oracle)
+    user = rag_user_message(format_question(question, options), docs)
+    return {"prompt": [{"role": "system", "content": SYSTEM_MCQ_RAG}, {"role": "user", "content": user}],
+            "completion": [{"role": "assistant", "content": LETTERS[options.index(right)]}]}
+
+
+def _distinct(right: str, candidates: list[str]) -> list[str]:
+    seen, out = {right.strip().lower()}, []
+    for c in candidates:
+        key = c.strip().lower()
+        if key and key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
+
+
+def pair_rows(pairs: list[dict], chunks: dict[str, Hit], pool: list[Hit], vocab: Vocabulary, n_docs: int,
+              seed: int) -> tuple[list[dict], Counter]:
+    """One row per pair that has its chunk; near misses first, then answers of the same page."""
+    rows, kinds = [], Counter()
+    answers_by_path: dict[str, list[str]] = defaultdict(list)
+    for p in pairs:
+        if p.get("chunk_id") in chunks:
+            answers_by_path[chunks[p["chunk_id"]].path].append(shorten(p["answer"]))
+    every = [a for answers in answers_by_path.values() for a in answers]
+    for p in pairs:
+        oracle = chunks.get(p.get("chunk_id") or "")
+        if oracle is None:
+            continue
+        rng = random.Random(f"{seed}/mcq/{p['question']}")
+        right = shorten(p["answer"])
+        near = near_misses(right, oracle.path, vocab, rng, 2)
+        page = [a for a in answers_by_path[oracle.path] if a != right]
+        rng.shuffle(page)
+        wrong = _distinct(right, near + page + rng.sample(every, min(6, len(every))))
+        if len(wrong) < N_OPTIONS - 1:
+            kinds["too_few_options"] += 1
+            continue
+        kinds["near_miss_options"] += min(len(near), N_OPTIONS - 1)
+        rows.append(mcq_row(p["question"], right, wrong, oracle, pool, n_docs, rng))
+    kinds["from_pairs"] = len(rows)
+    return rows, kinds
+
+
+def cloze_rows(pool: list[Hit], vocab: Vocabulary, n_docs: int, seed: int,
+               per_chunk: int = CLOZE_PER_CHUNK) -> list[dict]:
+    """Teacher-free items: a docs line with one value blanked; pick the value that fills it."""
+    rows = []
+    for h in pool:
+        rng = random.Random(f"{seed}/cloze/{h.chunk_id}")
+        lines = [ln.strip() for ln in h.text.splitlines()
+                 if len(ln.split()) >= CLOZE_MIN_WORDS and spans(ln) and len(ln) < 400]
+        rng.shuffle(lines)
+        for line in lines[:per_chunk]:
+            span = rng.choice(spans(line))
+            wrong = _distinct(span, vocab.lookalikes(span, h.path, rng, N_OPTIONS + 2))
+            if len(wrong) < N_OPTIONS - 1:
+                continue
+            blanked = line.replace(span, "____", 1)
+            question = f"Which value fills the blank in this line of {h.path}?\n\"{blanked}\""
+            rows.append(mcq_row(question, span, wrong, h, pool, n_docs, rng))
+    return rows
+
+
+def mcq_rows(pairs: list[dict], chunks: dict[str, Hit], pool: list[Hit], n_docs: int = 3, seed: int = 0,
+             cloze: bool = True) -> tuple[list[dict], dict]:
+    """All MCQ rows (pairs first, then cloze), shuffled with `seed`; and their counts."""
+    vocab = Vocabulary(pool)
+    rows, kinds = pair_rows(pairs, chunks, pool, vocab, n_docs, seed)
+    close = cloze_rows(pool, vocab, n_docs, seed) if cloze else []
+    rows += close
+    random.Random(f"{seed}/mcq-order").shuffle(rows)
+    return rows, {"mcq": len(rows), "mcq_from_pairs": kinds["from_pairs"], "mcq_cloze": len(close),
+                  "mcq_near_miss_options": kinds["near_miss_options"],
+                  "mcq_skipped_too_few_options": kinds["too_few_options"]}
