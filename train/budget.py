@@ -42,7 +42,7 @@ OVERHEAD = 1.15             # retries, model loading, Python between the calls
 DPO_BATCH = 4               # rows a DPO step on CPU (train.common.detect_device)
 DPO_COST = 2 * 4 / 3        # chosen + rejected, plus the reference forward (a third of fwd+bwd)
 MERGE_S_PER_GB = 40.0       # one SLERP candidate: read two models, merge, write (per GB of HF weights)
-QUANT_S_PER_GB = 90.0       # HF -> GGUF f16 and one quantized type, with its verification
+QUANT_S_PER_GB = 25.0       # HF -> GGUF f16 and one quantized type, with its verification (0.5B, 2.5 GB: 37 s)
 PACK_FILL = 0.95            # packed 1024-token rows are nearly full (best-fit packing)
 
 
@@ -154,16 +154,19 @@ def fixed_stage_s(w: Workload, r: Rates) -> dict[str, float]:
     merge = w.merge_candidates * (MERGE_S_PER_GB * r.model_gb
                                   + w.merge_eval_rows * _rag_row(w) / (3 * r.train_tokens_per_s))
     quant = QUANT_S_PER_GB * r.model_gb * max(1, w.quant_types - 1) + 10 * w.quant_types
-    # Per item, once: its documents and question (kept as a prefix the runs share); per run, each
-    # rotation re-reads only its options - at most 6 x 4 distinct rotations of 4 options over all
-    # runs (the scorer memoizes them). Hybrid first drafts an answer to search with.
+    # Per model: each retrieved chunk's KV is computed once and reused by every item, mode and run
+    # that retrieves it (assistant/llm/kv_blocks.py; items share about half their chunks). Per item
+    # and mode: the question and options once, then each rotation re-reads only its options - at
+    # most 6 x 4 distinct rotations of 4 options over all runs (the scorer memoizes them). Hybrid
+    # first drafts an answer to search with. Checked on the 0.5B: 3 runs of rag took 157 s.
     rereads = min(w.runs * ROTATIONS, 24)
-    per_model = 0.0
+    item = ITEM_TOKENS + rereads * OPTION_TOKENS
+    docs = 0 if tuple(w.modes) == ("plain",) else min(w.eval_items * w.k // 2, w.chunks) * w.chunk_tokens
+    per_model = docs / r.student_prompt_tps
     for mode in w.modes:
-        docs = w.k * w.chunk_tokens if mode != "plain" else 0
         draft = ITEM_TOKENS / r.student_prompt_tps + HYBRID_DRAFT / r.student_gen_tps if mode == "hybrid" else 0
-        per_model += w.eval_items * ((docs + ITEM_TOKENS + rereads * OPTION_TOKENS) / r.student_prompt_tps + draft)
-    per_model += w.general_items * (ITEM_TOKENS + rereads * OPTION_TOKENS) / r.student_prompt_tps
+        per_model += w.eval_items * (item / r.student_prompt_tps + draft)
+    per_model += w.general_items * item / r.student_prompt_tps
     evaluate = 2 * per_model + 2 * 15  # base and tuned, + their decode-speed check
     return {"merge": OVERHEAD * merge, "quantize": OVERHEAD * quant, "evaluate": OVERHEAD * evaluate,
             "report": 10.0}

@@ -75,6 +75,16 @@ def test_cli_build_bad_corpus(run_cli, tmp_path):
     assert code != 0 and err.startswith("onboard: error:") and "not a folder" in err
 
 
+def test_build_modes_are_checked_before_anything_runs(run_cli, tmp_path):
+    (tmp_path / "docs").mkdir()
+    code, out, err = run_cli("build", str(tmp_path / "docs"), "--quick", "--modes", "rag,hybird",
+                             "--out", str(tmp_path / "b"))
+    assert code != 0 and err.startswith("onboard: error:") and "hybird" in err and err.count("\n") == 1
+    assert not (tmp_path / "b").exists()
+    cfg = make_config(load_settings(), BuildConfig(str(tmp_path / "docs"), modes=("rag", "hybrid")))
+    assert cfg.modes == ("rag", "hybrid")
+
+
 @pytest.mark.slow
 def test_build_quick_end_to_end(tmp_path, run_cli, nitro_docs, nitro_mcq):
     """Real index -> synthesis -> training -> GGUF -> eval -> report card on a slice of the Nitro docs,

@@ -28,3 +28,17 @@ def test_rows_repeating_an_mcq_question_are_dropped_once(tmp_path, run_cli):
     assert code == 0 and "0 overlapping" in out  # nothing left to drop
     with pytest.raises(OnboardError, match="no sft.jsonl"):
         check_overlap(tmp_path, mcq)
+
+
+def test_a_multiple_choice_row_is_reduced_to_its_question_without_options():
+    from assistant.chat.prompts import rag_user_message
+    from assistant.eval.scoring import SYSTEM_MCQ_RAG, format_question
+    from assistant.rag.hits import Hit
+    from train.overlap import FILES
+
+    doc = Hit(path="docs/a.md", heading="", text="Port 3928.", chunk_id="a", position=0)
+    user = rag_user_message(format_question("Which port does Nitro use?", ["3928", "8080", "11434", "5000"]), [doc])
+    row = {"prompt": [{"role": "system", "content": SYSTEM_MCQ_RAG}, {"role": "user", "content": user}],
+           "completion": [{"role": "assistant", "content": "A"}]}
+    assert row_question(row) == "Which port does Nitro use?"
+    assert "mcq.jsonl" in FILES
