@@ -17,7 +17,7 @@ that skill directly, from data any user has - never from evaluation questions:
 The documents are the answering chunk among `n_docs - 1` others (one from the same page where
 there is one, as retrieval returns), in a random position; the right letter is uniform.
 
-    rows, counts = mcq_rows(pairs, chunks, seed=0)   # -> mcq.jsonl (prompt/completion rows)
+    rows, counts = mcq_rows(pairs, chunks, seed=0)   # -> reading.jsonl (prompt/completion rows)
 """
 from __future__ import annotations
 
@@ -212,6 +212,6 @@ def mcq_rows(pairs: list[dict], chunks: dict[str, Hit], pool: list[Hit], n_docs:
     close = cloze_rows(pool, vocab, n_docs, seed) if cloze else []
     rows += close
     random.Random(f"{seed}/mcq-order").shuffle(rows)
-    return rows, {"mcq": len(rows), "mcq_from_pairs": kinds["from_pairs"], "mcq_cloze": len(close),
-                  "mcq_near_miss_options": kinds["near_miss_options"],
-                  "mcq_skipped_too_few_options": kinds["too_few_options"]}
+    return rows, {"reading": len(rows), "reading_from_pairs": kinds["from_pairs"], "reading_cloze": len(close),
+                  "reading_near_miss_options": kinds["near_miss_options"],
+                  "reading_skipped_too_few_options": kinds["too_few_options"]}

@@ -4,7 +4,7 @@ item's question (cosine of MiniLM embeddings, the index's embedder), drop them, 
     onboard data check-overlap data/gpt4 --mcq ../shared/eval/nitro_mcq_public.jsonl
     report = check_overlap(Path("data/gpt4"), Path("mcq.jsonl"), threshold=0.9)
 
-Every row of sft.jsonl, dpo.jsonl and mcq.jsonl is reduced to its question (the last user message; for a
+Every row of sft.jsonl, dpo.jsonl and reading.jsonl is reduced to its question (the last user message; for a
 with-context row the text after its final "Question: ", without the options of an MCQ row), each distinct question is embedded once
 and compared with every MCQ question. Rows at or above `threshold` are removed from the files
 (rewritten atomically; the removed rows go to overlap-dropped.jsonl so nothing is lost) and the
@@ -21,7 +21,7 @@ from pathlib import Path
 from assistant.errors import OnboardError
 from assistant.files import atomic_write_text
 
-FILES = ("sft.jsonl", "dpo.jsonl", "mcq.jsonl")
+FILES = ("sft.jsonl", "dpo.jsonl", "reading.jsonl")
 DEFAULT_THRESHOLD = 0.9
 BINS = (-1.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.01)
 
@@ -36,7 +36,7 @@ def row_question(row: dict) -> str:
     marker = "Question: "
     if marker in text and (text.startswith("Documents:") or text.startswith("(No documents matched.)")):
         text = text.rsplit(marker, 1)[1]
-    text = text.split("\n\nA. ", 1)[0]  # a multiple-choice row (mcq.jsonl): the question without its options
+    text = text.split("\n\nA. ", 1)[0]  # a multiple-choice row (reading.jsonl): the question without its options
     return " ".join(text.split())
 
 

@@ -12,7 +12,7 @@ Files written (atomically) into the output folder:
   dpo.jsonl      prompt/chosen/rejected (conversational): chosen = the teacher's grounded answer,
                  rejected = the student's closed-book answer where it disagrees (word F1 below
                  a threshold), else the answer to the most similar question from another chunk;
-  mcq.jsonl      multiple-choice reading rows in the prompt `onboard eval` scores (train/mcq_rows.py):
+  reading.jsonl      multiple-choice reading rows in the prompt `onboard eval` scores (train/mcq_rows.py):
                  the docs, a question with four options (the answer, near-miss copies of it,
                  answers of the same page) and the letter; plus teacher-free cloze items;
   rephrase.jsonl {"text": ...} paraphrases of chunks (language-modelling rows);
@@ -138,9 +138,9 @@ def write_datasets(out_dir: Path, kept: list[dict], *, chunks: dict[str, dict] |
         from train.mcq_rows import mcq_rows
 
         mcq, mcq_counts = mcq_rows(kept, {cid: chunk_hit(c) for cid, c in chunks.items()}, pool_hits, seed=seed)
-        files["mcq.jsonl"] = write_jsonl(out_dir / "mcq.jsonl", mcq)
+        files["reading.jsonl"] = write_jsonl(out_dir / "reading.jsonl", mcq)
     else:
-        (out_dir / "mcq.jsonl").unlink(missing_ok=True)
+        (out_dir / "reading.jsonl").unlink(missing_ok=True)
     if dpo:
         files["dpo.jsonl"] = write_jsonl(out_dir / "dpo.jsonl", dpo)
     else:

@@ -48,7 +48,7 @@ def test_rows_are_eval_prompts_with_the_right_letter_and_the_answering_chunk():
              {"question": "What replaces api.openai.com?", "answer": "Use localhost:3928 instead.", "chunk_id": "f1"},
              {"question": "An orphan question?", "answer": "Has no chunk.", "chunk_id": "missing"}]
     rows, counts = mcq_rows(pairs, CHUNKS, POOL, n_docs=2, seed=1)
-    assert counts["mcq_from_pairs"] == 3 and counts["mcq_cloze"] >= 2 and counts["mcq"] == len(rows)
+    assert counts["reading_from_pairs"] == 3 and counts["reading_cloze"] >= 2 and counts["reading"] == len(rows)
     for row in rows:
         system, user = row["prompt"][0]["content"], row["prompt"][1]["content"]
         letter = row["completion"][0]["content"]

@@ -41,4 +41,4 @@ def test_a_multiple_choice_row_is_reduced_to_its_question_without_options():
     row = {"prompt": [{"role": "system", "content": SYSTEM_MCQ_RAG}, {"role": "user", "content": user}],
            "completion": [{"role": "assistant", "content": "A"}]}
     assert row_question(row) == "Which port does Nitro use?"
-    assert "mcq.jsonl" in FILES
+    assert "reading.jsonl" in FILES
