@@ -187,10 +187,21 @@ def _fmt_mb(n: float | None) -> str:
     return f"{n / 1e6:.0f} MB" if n else "–"
 
 
+def display_path(path: str) -> str:
+    """A path as a card shows it: relative to where the command ran when that is short (a
+    published card must not hold this machine's absolute paths), else its last two parts."""
+    import os
+
+    if not path:
+        return ""
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith(os.path.join("..", "..", "..")) else str(Path(*Path(path).parts[-2:]))
+
+
 def report_card_markdown(card: dict) -> str:
     models = card.get("models", {})
     lines = [f"# Report card: {card['name']}", "",
-             f"Corpus `{card.get('corpus', '')}` · recipe `{card.get('recipe', '')}` · student "
+             f"Corpus `{display_path(card.get('corpus', ''))}` · recipe `{card.get('recipe', '')}` · student "
              f"`{card.get('student', '')}` · teacher `{card.get('teacher', '')}` · "
              f"{'quick' if card.get('quick') else 'full'} settings · built {card.get('finished', '')}", "",
              f"Reproduce: `{card.get('command', '')}`", "",

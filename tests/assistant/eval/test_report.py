@@ -67,6 +67,17 @@ def test_report_card_files(tmp_path):
         im.verify()
 
 
+def test_report_card_shows_the_corpus_relative_to_where_the_build_ran(tmp_path, monkeypatch):
+    from assistant.eval.report import display_path, report_card_markdown
+
+    (tmp_path / "shared" / "docs").mkdir(parents=True)
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
+    assert display_path(str(tmp_path / "shared" / "docs")) == "../shared/docs"
+    card = {"name": "x", "corpus": str(tmp_path / "shared" / "docs"), "domain": []}
+    assert str(tmp_path) not in report_card_markdown(card) and "`../shared/docs`" in report_card_markdown(card)
+
+
 def test_cli_eval_csv_end_to_end(tmp_path, run_cli):
     csv_path = tmp_path / "q.csv"
     csv_path.write_text('question,a,b,c,d,correct\n"What is 2 + 2?","A. 3","B. 4","C. 5","D. 22",B\n'
