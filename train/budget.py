@@ -42,7 +42,7 @@ OVERHEAD = 1.15             # retries, model loading, Python between the calls
 DPO_BATCH = 4               # rows a DPO step on CPU (train.common.detect_device)
 DPO_COST = 2 * 4 / 3        # chosen + rejected, plus the reference forward (a third of fwd+bwd)
 MERGE_S_PER_GB = 40.0       # one SLERP candidate: read two models, merge, write (per GB of HF weights)
-QUANT_S_PER_GB = 25.0       # HF -> GGUF f16 and one quantized type, with its verification (0.5B, 2.5 GB: 37 s)
+QUANT_S_PER_GB = 12.0       # HF -> GGUF f16 and one quantized type, verified (0.5B, 2.5 GB: f16+Q8_0+Q4_K_M 48 s)
 PACK_FILL = 0.95            # packed 1024-token rows are nearly full (best-fit packing)
 
 
@@ -78,6 +78,8 @@ class Workload:
     merge_eval_rows: int = 32
     eval_items: int = 0                # domain MCQ items (0: no --mcq)
     general_items: int = 30
+    item_tokens: int = ITEM_TOKENS     # the domain MCQ's own sizes when known (mcq_sizes)
+    option_tokens: int = OPTION_TOKENS
     runs: int = 10
     k: int = 4
     modes: tuple = ("plain", "rag", "hybrid")
@@ -159,14 +161,17 @@ def fixed_stage_s(w: Workload, r: Rates) -> dict[str, float]:
     # and mode: the question and options once, then each rotation re-reads only its options - at
     # most 6 x 4 distinct rotations of 4 options over all runs (the scorer memoizes them). Hybrid
     # first drafts an answer to search with. Checked on the 0.5B: 3 runs of rag took 157 s.
-    rereads = min(w.runs * ROTATIONS, 24)
-    item = ITEM_TOKENS + rereads * OPTION_TOKENS
+    # expected distinct rotations over the runs: each run's shuffle falls in one of 6 rotation
+    # classes of 4 options (measured: 5 runs of the 0.5B re-read ~14 option blocks per item, not 20)
+    rereads = ROTATIONS * 6 * (1 - (5 / 6) ** w.runs)
+    item = w.item_tokens + rereads * w.option_tokens
+    general = ITEM_TOKENS + rereads * OPTION_TOKENS
     docs = 0 if tuple(w.modes) == ("plain",) else min(w.eval_items * w.k // 2, w.chunks) * w.chunk_tokens
     per_model = docs / r.student_prompt_tps
     for mode in w.modes:
-        draft = ITEM_TOKENS / r.student_prompt_tps + HYBRID_DRAFT / r.student_gen_tps if mode == "hybrid" else 0
+        draft = w.item_tokens / r.student_prompt_tps + HYBRID_DRAFT / r.student_gen_tps if mode == "hybrid" else 0
         per_model += w.eval_items * (item / r.student_prompt_tps + draft)
-    per_model += w.general_items * item / r.student_prompt_tps
+    per_model += w.general_items * general / r.student_prompt_tps
     evaluate = 2 * per_model + 2 * 15  # base and tuned, + their decode-speed check
     return {"merge": OVERHEAD * merge, "quantize": OVERHEAD * quant, "evaluate": OVERHEAD * evaluate,
             "report": 10.0}
@@ -248,10 +253,11 @@ def _plan_imported(budget_s: float, usable: float, r: Rates, w: Workload) -> Pla
 
 
 # --- measuring this machine ---------------------------------------------------------------------
-def measure_training(model_dir: Path, params, work_dir: Path, steps: int = 3, rows: int = 64) -> float:
+def measure_training(model_dir: Path, params, work_dir: Path, steps: int = 4, rows: int = 64) -> float:
     """Tokens/s of our sft stage on `model_dir`: `steps` real optimizer steps (same LoRA, packing
-    and device choices as the recipe's sft stage) on a handful of short rows. The first step's
-    warm-up counts, so the rate errs low, which is the safe side for a plan."""
+    and device choices as the recipe's sft stage) on a handful of short rows, timed from the end
+    of the first step (its warm-up is not what the rest of a run costs). Short rows give more
+    answer tokens per row than real ones, so the rate still errs low, the safe side for a plan."""
     import dataclasses
     import json
     import shutil
@@ -271,6 +277,11 @@ def measure_training(model_dir: Path, params, work_dir: Path, steps: int = 3, ro
         metrics = run_sft(Path(model_dir), [data], p, ctx)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+    curve = [e for e in metrics.get("loss_curve", []) if e.get("tokens")]
+    if len(curve) >= 2 and curve[-1]["time_s"] > curve[0]["time_s"]:
+        # from the end of the first step on: its warm-up (allocations, first-touch of the weights)
+        # made the build plan half the steps its budget had room for
+        return (curve[-1]["tokens"] - curve[0]["tokens"]) / (curve[-1]["time_s"] - curve[0]["time_s"])
     if not metrics.get("tokens_per_s"):
         raise OnboardError(f"could not measure training speed on {model_dir}")
     return float(metrics["tokens_per_s"])
@@ -314,7 +325,7 @@ def measure_http_teacher(url: str, model: str | None) -> tuple[float, float]:
 
 
 def measure_rates(student: str, teacher: str | None, settings, sft_params, work_dir: Path,
-                  say=lambda msg: None, steps: int = 3) -> Rates:
+                  say=lambda msg: None, steps: int = 4) -> Rates:
     """Everything plan_budget needs from this machine; teacher None: no synthesis (imported data)."""
     from assistant.llm.registry import resolve_model
     from train.base import hf_model_dir
@@ -351,6 +362,16 @@ def parse_budget(text: str) -> float:
     return value
 
 
+def mcq_sizes(items) -> tuple[int, int]:
+    """(item tokens, option-block tokens) of an MCQ set, ~4 characters a token: a set with long,
+    paraphrased options costs several times the public set's short ones to score."""
+    if not items:
+        return ITEM_TOKENS, OPTION_TOKENS
+    options = sum(sum(len(o) + 4 for o in it.options) for it in items) / len(items) / 4 + 10
+    question = sum(len(it.question) for it in items) / len(items) / 4
+    return int(60 + question + options), int(options)
+
+
 def plan_for_build(settings, cfg, build_dir: Path, index_result: dict, index_s: float, say=lambda m: None) -> Plan:
     """Measure and plan for an `onboard build` config (assistant.build.BuildConfig) after its index."""
     from assistant.eval.mcq import general_mcq_path, read_mcq
@@ -365,6 +386,8 @@ def plan_for_build(settings, cfg, build_dir: Path, index_result: dict, index_s: 
                           Path(build_dir) / "plan-measure", say=say)
     rates.spent_s = index_s + rates.measure_s
     quiet = lambda m: None  # noqa: E731 - warnings were shown by the eval stage's own reading
+    items = read_mcq(cfg.mcq, warn=quiet) if cfg.mcq and cfg.mcq != "general" else []
+    item_tokens, option_tokens = mcq_sizes(items)
     work = Workload(
         chunks=max(1, int(index_result.get("chunks") or 1)), chunk_tokens=settings.chunk_tokens,
         questions_per_chunk=cfg.questions_per_chunk, rephrasings=1,  # the build's synthesis writes one
@@ -373,7 +396,7 @@ def plan_for_build(settings, cfg, build_dir: Path, index_result: dict, index_s: 
         has_dpo=dpo is not None,
         merge_candidates=(len(merge.params.sweep or []) or 1) if merge else 0,
         merge_eval_rows=merge.params.eval_rows if merge else 0,
-        eval_items=len(read_mcq(cfg.mcq, warn=quiet)) if cfg.mcq and cfg.mcq != "general" else 0,
+        eval_items=len(items), item_tokens=item_tokens, option_tokens=option_tokens,
         general_items=len(read_mcq(general_mcq_path(), warn=quiet)), runs=cfg.runs or 1, k=cfg.k,
         modes=tuple(cfg.modes), quant_types=len(cfg.quant_types))
     return plan_budget(cfg.budget, rates, work)

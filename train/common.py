@@ -124,7 +124,9 @@ def make_progress_callback(title: str, enabled: bool):
         def on_log(self, args, state, control, logs=None, **kw):
             logs = logs or {}
             if "loss" in logs:
-                entry = {"step": state.global_step, "loss": float(logs["loss"])}
+                entry = {"step": state.global_step, "loss": float(logs["loss"]),
+                         # for speed measurements that skip the warm-up step (train.budget)
+                         "time_s": round(time.perf_counter(), 3), "tokens": int(state.num_input_tokens_seen or 0)}
                 for key in ("rewards/accuracies", "rewards/margins", "learning_rate"):
                     if key in logs:
                         entry[key.split("/")[-1]] = float(logs[key])

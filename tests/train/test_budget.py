@@ -70,3 +70,16 @@ def test_measurement_on_tiny_models(tiny_llama_dir, smollm_gguf, tmp_path):
     assert tps > 0 and not (tmp_path / "m").exists()  # the trial run leaves nothing behind
     prompt_tps, gen_tps = measure_gguf(smollm_gguf, load_settings(), prompt_tokens=64, gen_tokens=8)
     assert prompt_tps > gen_tps > 0  # prompt tokens are batched, generated ones are not
+
+
+def test_long_options_make_the_evaluation_cost_more():
+    from assistant.eval.mcq import MCQItem
+    from train.budget import mcq_sizes
+
+    short = [MCQItem(id="a", question="Which port?", options=["3928", "8080", "11434", "5000"], answer=0)]
+    long = [MCQItem(id="b", question="Which port?", options=["The server listens on port 3928 unless the "
+                                                              "settings file names another one " * 3] * 4, answer=0)]
+    assert mcq_sizes(short)[1] < mcq_sizes(long)[1] and mcq_sizes([]) == (160, 80)
+    plans = [plan_budget(90 * 60, RATES, dataclasses.replace(WORK, item_tokens=it, option_tokens=op))
+             for it, op in (mcq_sizes(short), mcq_sizes(long))]
+    assert plans[0].stage_s["evaluate"] < plans[1].stage_s["evaluate"]
