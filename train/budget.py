@@ -156,13 +156,10 @@ def fixed_stage_s(w: Workload, r: Rates) -> dict[str, float]:
     merge = w.merge_candidates * (MERGE_S_PER_GB * r.model_gb
                                   + w.merge_eval_rows * _rag_row(w) / (3 * r.train_tokens_per_s))
     quant = QUANT_S_PER_GB * r.model_gb * max(1, w.quant_types - 1) + 10 * w.quant_types
-    # Per model: each retrieved chunk's KV is computed once and reused by every item, mode and run
-    # that retrieves it (assistant/llm/kv_blocks.py; items share about half their chunks). Per item
-    # and mode: the question and options once, then each rotation re-reads only its options - at
-    # most 6 x 4 distinct rotations of 4 options over all runs (the scorer memoizes them). Hybrid
-    # first drafts an answer to search with. Checked on the 0.5B: 3 runs of rag took 157 s.
-    # expected distinct rotations over the runs: each run's shuffle falls in one of 6 rotation
-    # classes of 4 options (measured: 5 runs of the 0.5B re-read ~14 option blocks per item, not 20)
+    # Per model: a retrieved chunk's KV is computed once for every item, mode and run that retrieves
+    # it (llm/kv_blocks.py; items share about half their chunks). Per item and mode: question and
+    # options once, then each distinct rotation re-reads only its options (the scorer memoizes
+    # them; a run's shuffle is one of 6 rotation classes of 4 options). Hybrid drafts first.
     rereads = ROTATIONS * 6 * (1 - (5 / 6) ** w.runs)
     item = w.item_tokens + rereads * w.option_tokens
     general = ITEM_TOKENS + rereads * OPTION_TOKENS
