@@ -17,7 +17,7 @@ that skill directly, from data any user has - never from evaluation questions:
 The documents are the answering chunk among `n_docs - 1` others (one from the same page where
 there is one, as retrieval returns), in a random position; the right letter is uniform.
 
-    rows, counts = mcq_rows(pairs, chunks, seed=0)   # -> reading.jsonl (prompt/completion rows)
+    rows, counts = mcq_rows(pairs, chunks_by_id, pool, seed=0)   # -> reading.jsonl (prompt/completion rows)
 """
 from __future__ import annotations
 
@@ -160,17 +160,13 @@ def pair_rows(pairs: list[dict], chunks: dict[str, Hit], pool: list[Hit], vocab:
               seed: int) -> tuple[list[dict], Counter]:
     """One row per pair that has its chunk; near misses first, then answers of the same page."""
     rows, kinds = [], Counter()
+    placed = [(p, chunks[p["chunk_id"]], shorten(p["answer"])) for p in pairs if p.get("chunk_id") in chunks]
     answers_by_path: dict[str, list[str]] = defaultdict(list)
-    for p in pairs:
-        if p.get("chunk_id") in chunks:
-            answers_by_path[chunks[p["chunk_id"]].path].append(shorten(p["answer"]))
+    for _, oracle, right in placed:
+        answers_by_path[oracle.path].append(right)
     every = [a for answers in answers_by_path.values() for a in answers]
-    for p in pairs:
-        oracle = chunks.get(p.get("chunk_id") or "")
-        if oracle is None:
-            continue
+    for p, oracle, right in placed:
         rng = random.Random(f"{seed}/mcq/{p['question']}")
-        right = shorten(p["answer"])
         near = near_misses(right, oracle.path, vocab, rng, 2)
         page = [a for a in answers_by_path[oracle.path] if a != right]
         rng.shuffle(page)
@@ -204,12 +200,12 @@ def cloze_rows(pool: list[Hit], vocab: Vocabulary, n_docs: int, seed: int,
     return rows
 
 
-def mcq_rows(pairs: list[dict], chunks: dict[str, Hit], pool: list[Hit], n_docs: int = 3, seed: int = 0,
-             cloze: bool = True) -> tuple[list[dict], dict]:
+def mcq_rows(pairs: list[dict], chunks: dict[str, Hit], pool: list[Hit], n_docs: int = 3,
+             seed: int = 0) -> tuple[list[dict], dict]:
     """All MCQ rows (pairs first, then cloze), shuffled with `seed`; and their counts."""
     vocab = Vocabulary(pool)
     rows, kinds = pair_rows(pairs, chunks, pool, vocab, n_docs, seed)
-    close = cloze_rows(pool, vocab, n_docs, seed) if cloze else []
+    close = cloze_rows(pool, vocab, n_docs, seed)
     rows += close
     random.Random(f"{seed}/mcq-order").shuffle(rows)
     return rows, {"reading": len(rows), "reading_from_pairs": kinds["from_pairs"], "reading_cloze": len(close),

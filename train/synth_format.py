@@ -120,13 +120,14 @@ def write_datasets(out_dir: Path, kept: list[dict], *, chunks: dict[str, dict] |
     "chunk_id" in `chunks` also get a with-context row (pool = distractor candidates)."""
     chunks = chunks or {}
     pool_hits = [chunk_hit(c) for c in (pool or list(chunks.values()))]
+    chunk_hits = {cid: chunk_hit(c) for cid, c in chunks.items()}
     sft, n_ctx_rows, n_oracle = [], 0, 0
     for p in kept:
         sft.append(closed_book_row(p["question"], p["answer"]))
-        chunk = chunks.get(p.get("chunk_id") or "")
-        if chunk is not None:
+        oracle = chunk_hits.get(p.get("chunk_id") or "")
+        if oracle is not None:
             rng = random.Random(call_seed(seed, "raft", p["chunk_id"], p["question"]))
-            row, with_oracle = raft_row(p["question"], p["answer"], chunk_hit(chunk), pool_hits,
+            row, with_oracle = raft_row(p["question"], p["answer"], oracle, pool_hits,
                                         distractors, p_oracle, rng)
             sft.append(row)
             n_ctx_rows += 1
@@ -137,7 +138,7 @@ def write_datasets(out_dir: Path, kept: list[dict], *, chunks: dict[str, dict] |
     if pool_hits:
         from train.mcq_rows import mcq_rows
 
-        mcq, mcq_counts = mcq_rows(kept, {cid: chunk_hit(c) for cid, c in chunks.items()}, pool_hits, seed=seed)
+        mcq, mcq_counts = mcq_rows(kept, chunk_hits, pool_hits, seed=seed)
         files["reading.jsonl"] = write_jsonl(out_dir / "reading.jsonl", mcq)
     else:
         (out_dir / "reading.jsonl").unlink(missing_ok=True)

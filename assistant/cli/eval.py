@@ -58,8 +58,7 @@ def cmd_build(args, settings: Settings) -> int:
     asked = BuildConfig(corpus=args.corpus, name=args.name, recipe=args.recipe, student=args.student,
                         teacher=args.teacher, data=args.data, mcq=args.mcq, quick=args.quick,
                         max_chunks=args.max_chunks, max_steps=args.max_steps, runs=args.runs,
-                        **({"modes": tuple(m.strip() for m in args.modes.split(",") if m.strip())}
-                           if args.modes else {}),
+                        **({"modes": tuple(_split(args.modes))} if args.modes else {}),
                         budget=parse_budget(args.budget) if args.budget else None)
     card = run_build(settings, asked, out=Path(args.out) if args.out else None, force=args.force,
                      command=command_line())
