@@ -82,12 +82,13 @@ def read_jsonl(path: Path, kind: str) -> list[dict]:
     return rows
 
 
-def load_rows(files: list[Path], kind: str) -> list[dict]:
+def load_rows(files: list[Path], kind: str, mixed: bool = False) -> list[dict]:
+    """mixed: the stage accepts rows of different formats together (sft tokenizes them itself)."""
     rows: list[dict] = []
     for path in files:
         rows.extend(read_jsonl(path, kind))
     shapes = {tuple(sorted(r)) for r in rows}
-    if len(shapes) > 1:
+    if len(shapes) > 1 and not mixed:
         raise OnboardError(f"{kind} data mixes row formats {sorted(shapes)}; use one format per stage")
     return rows
 

@@ -38,6 +38,9 @@ SPAN = re.compile(r"`[^`\n]{1,60}`|https?://[^\s)\]>\"']+|(?<![\w-])--?[A-Za-z][
                   r"|\b[A-Za-z]\w*(?:[_./-]\w+)+\b|\b\d+(?:\.\d+)*\b|\b(?:true|false)\b", re.IGNORECASE)
 CLOZE_PER_CHUNK = 2
 CLOZE_MIN_WORDS = 5
+# Questions that share one set of documents in a row (a multi-turn chat): the documents are paid
+# for once per row, so a packed training step carries several letters instead of ~3.
+QUESTIONS_PER_ROW = 8
 
 
 def span_kind(span: str) -> str:
@@ -131,19 +134,45 @@ def near_misses(answer: str, path: str, vocab: Vocabulary, rng: random.Random, n
     return out
 
 
-def mcq_row(question: str, right: str, wrong: list[str], oracle: Hit, pool: list[Hit], n_docs: int,
-            rng: random.Random) -> dict:
-    """One prompt/completion row; `wrong` holds at least N_OPTIONS - 1 distinct distractors."""
+def mcq_item(question: str, right: str, wrong: list[str], rng: random.Random) -> tuple[str, str]:
+    """(question with its lettered options, the right letter); `wrong` holds at least
+    N_OPTIONS - 1 distinct distractors."""
     options = [right] + wrong[: N_OPTIONS - 1]
     rng.shuffle(options)
+    return format_question(question, options), LETTERS[options.index(right)]
+
+
+def pick_docs(oracle: Hit, pool: list[Hit], n_docs: int, rng: random.Random) -> list[Hit]:
+    """The answering chunk among n_docs - 1 others (one from its page where there is one, as
+    retrieval returns), at a random position."""
     same_page = [h for h in pool if h.path == oracle.path and h.chunk_id != oracle.chunk_id]
     other = [h for h in pool if h.path != oracle.path]
     docs = rng.sample(same_page, min(1, len(same_page), n_docs - 1))
     docs += rng.sample(other, min(n_docs - 1 - len(docs), len(other)))
     docs.insert(rng.randrange(len(docs) + 1), oracle)
-    user = rag_user_message(format_question(question, options), docs)
-    return {"prompt": [{"role": "system", "content": SYSTEM_MCQ_RAG}, {"role": "user", "content": user}],
-            "completion": [{"role": "assistant", "content": LETTERS[options.index(right)]}]}
+    return docs
+
+
+def mcq_row(question: str, right: str, wrong: list[str], oracle: Hit, pool: list[Hit], n_docs: int,
+            rng: random.Random) -> dict:
+    """One prompt/completion row: the exact prompt `onboard eval` scores, the letter as answer."""
+    block, letter = mcq_item(question, right, wrong, rng)
+    return conversation_row([(block, letter)], pick_docs(oracle, pool, n_docs, rng))
+
+
+def conversation_row(items: list[tuple[str, str]], docs: list[Hit]) -> dict:
+    """One question: a prompt/completion row. Several: one chat in which the first user turn
+    carries the documents and every later turn asks another question about them, so the
+    documents (~90 % of a one-question row's tokens) are paid for once per row instead of once
+    per letter; `messages` rows train on every assistant turn (train/sft.py)."""
+    system = {"role": "system", "content": SYSTEM_MCQ_RAG}
+    first = {"role": "user", "content": rag_user_message(items[0][0], docs)}
+    if len(items) == 1:
+        return {"prompt": [system, first], "completion": [{"role": "assistant", "content": items[0][1]}]}
+    messages = [system, first, {"role": "assistant", "content": items[0][1]}]
+    for block, letter in items[1:]:
+        messages += [{"role": "user", "content": f"Question: {block}"}, {"role": "assistant", "content": letter}]
+    return {"messages": messages}
 
 
 def _distinct(right: str, candidates: list[str]) -> list[str]:
@@ -156,10 +185,12 @@ def _distinct(right: str, candidates: list[str]) -> list[str]:
     return out
 
 
-def pair_rows(pairs: list[dict], chunks: dict[str, Hit], pool: list[Hit], vocab: Vocabulary, n_docs: int,
-              seed: int) -> tuple[list[dict], Counter]:
-    """One row per pair that has its chunk; near misses first, then answers of the same page."""
-    rows, kinds = [], Counter()
+Item = tuple[Hit, str, str]  # (answering chunk, question with options, right letter)
+
+
+def pair_items(pairs: list[dict], chunks: dict[str, Hit], vocab: Vocabulary, seed: int) -> tuple[list[Item], Counter]:
+    """One item per pair that has its chunk; near misses first, then answers of the same page."""
+    items, kinds = [], Counter()
     placed = [(p, chunks[p["chunk_id"]], shorten(p["answer"])) for p in pairs if p.get("chunk_id") in chunks]
     answers_by_path: dict[str, list[str]] = defaultdict(list)
     for _, oracle, right in placed:
@@ -175,15 +206,14 @@ def pair_rows(pairs: list[dict], chunks: dict[str, Hit], pool: list[Hit], vocab:
             kinds["too_few_options"] += 1
             continue
         kinds["near_miss_options"] += min(len(near), N_OPTIONS - 1)
-        rows.append(mcq_row(p["question"], right, wrong, oracle, pool, n_docs, rng))
-    kinds["from_pairs"] = len(rows)
-    return rows, kinds
+        items.append((oracle, *mcq_item(p["question"], right, wrong, rng)))
+    kinds["from_pairs"] = len(items)
+    return items, kinds
 
 
-def cloze_rows(pool: list[Hit], vocab: Vocabulary, n_docs: int, seed: int,
-               per_chunk: int = CLOZE_PER_CHUNK) -> list[dict]:
+def cloze_items(pool: list[Hit], vocab: Vocabulary, seed: int, per_chunk: int = CLOZE_PER_CHUNK) -> list[Item]:
     """Teacher-free items: a docs line with one value blanked; pick the value that fills it."""
-    rows = []
+    items = []
     for h in pool:
         rng = random.Random(f"{seed}/cloze/{h.chunk_id}")
         lines = [ln.strip() for ln in h.text.splitlines()
@@ -196,18 +226,37 @@ def cloze_rows(pool: list[Hit], vocab: Vocabulary, n_docs: int, seed: int,
                 continue
             blanked = line.replace(span, "____", 1)
             question = f"Which value fills the blank in this line of {h.path}?\n\"{blanked}\""
-            rows.append(mcq_row(question, span, wrong, h, pool, n_docs, rng))
+            items.append((h, *mcq_item(question, span, wrong, rng)))
+    return items
+
+
+def group_rows(items: list[Item], pool: list[Hit], n_docs: int, per_row: int, seed: int) -> list[dict]:
+    """Rows of up to `per_row` questions that share one set of documents: the items of one
+    answering chunk, in a random order, each group with its own draw of other documents."""
+    by_chunk: dict[str, list[Item]] = defaultdict(list)
+    for it in items:
+        by_chunk[it[0].chunk_id].append(it)
+    rows = []
+    for chunk_id, group in by_chunk.items():
+        rng = random.Random(f"{seed}/group/{chunk_id}")
+        rng.shuffle(group)
+        for i in range(0, len(group), per_row):
+            part = group[i:i + per_row]
+            rows.append(conversation_row([(block, letter) for _, block, letter in part],
+                                         pick_docs(part[0][0], pool, n_docs, rng)))
     return rows
 
 
 def mcq_rows(pairs: list[dict], chunks: dict[str, Hit], pool: list[Hit], n_docs: int = 3,
-             seed: int = 0) -> tuple[list[dict], dict]:
-    """All MCQ rows (pairs first, then cloze), shuffled with `seed`; and their counts."""
+             seed: int = 0, per_row: int = QUESTIONS_PER_ROW) -> tuple[list[dict], dict]:
+    """All MCQ rows (questions from pairs, then cloze, grouped by answering chunk), shuffled
+    with `seed`; and their counts."""
     vocab = Vocabulary(pool)
-    rows, kinds = pair_rows(pairs, chunks, pool, vocab, n_docs, seed)
-    close = cloze_rows(pool, vocab, n_docs, seed)
-    rows += close
+    items, kinds = pair_items(pairs, chunks, vocab, seed)
+    close = cloze_items(pool, vocab, seed)
+    rows = group_rows(items + close, pool, n_docs, max(1, per_row), seed)
     random.Random(f"{seed}/mcq-order").shuffle(rows)
-    return rows, {"reading": len(rows), "reading_from_pairs": kinds["from_pairs"], "reading_cloze": len(close),
+    return rows, {"reading": len(rows), "reading_questions": len(items) + len(close),
+                  "reading_from_pairs": kinds["from_pairs"], "reading_cloze": len(close),
                   "reading_near_miss_options": kinds["near_miss_options"],
                   "reading_skipped_too_few_options": kinds["too_few_options"]}

@@ -4,9 +4,9 @@ item's question (cosine of MiniLM embeddings, the index's embedder), drop them, 
     onboard data check-overlap data/gpt4 --mcq ../shared/eval/nitro_mcq_public.jsonl
     report = check_overlap(Path("data/gpt4"), Path("mcq.jsonl"), threshold=0.9)
 
-Every row of sft.jsonl, dpo.jsonl and reading.jsonl is reduced to its question (the last user message; for a
-with-context row the text after its final "Question: ", without the options of an MCQ row), each distinct question is embedded once
-and compared with every MCQ question. Rows at or above `threshold` are removed from the files
+Every row of sft.jsonl, dpo.jsonl and reading.jsonl is reduced to its questions (each user turn; for a
+with-context turn the text after its final "Question: ", without the options of an MCQ row), each distinct question is embedded once
+and compared with every MCQ question. Rows with a question at or above `threshold` are removed from the files
 (rewritten atomically; the removed rows go to overlap-dropped.jsonl so nothing is lost) and the
 report - counts, the distribution of each training question's nearest-MCQ similarity, the
 closest pairs - is written to overlap.json. A second run finds nothing left to drop.
@@ -26,18 +26,23 @@ DEFAULT_THRESHOLD = 0.9
 BINS = (-1.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.01)
 
 
-def row_question(row: dict) -> str:
-    """The question a training row asks (what an evaluation item could repeat)."""
-    messages = row.get("prompt") or row.get("messages") or []
-    users = [m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-    if not users:
-        return ""
-    text = users[-1]
+def question_of(text: str) -> str:
+    """A user turn reduced to its question: after a with-context row's final "Question: " (or a
+    later turn's leading one), without the options of an MCQ row."""
     marker = "Question: "
-    if marker in text and (text.startswith("Documents:") or text.startswith("(No documents matched.)")):
+    if marker in text and (text.startswith("Documents:") or text.startswith("(No documents matched.)")
+                           or text.startswith(marker)):
         text = text.rsplit(marker, 1)[1]
     text = text.split("\n\nA. ", 1)[0]  # a multiple-choice row (reading.jsonl): the question without its options
     return " ".join(text.split())
+
+
+def row_questions(row: dict) -> list[str]:
+    """The questions a training row asks (what an evaluation item could repeat): every user
+    turn, so a multi-question reading row is checked question by question."""
+    messages = row.get("prompt") or row.get("messages") or []
+    users = [m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    return [q for q in (question_of(u) for u in users) if q]
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -89,7 +94,7 @@ def check_overlap(data_dir: Path, mcq: Path, threshold: float = DEFAULT_THRESHOL
                            "`onboard synth` or `onboard data import`")
     items = read_mcq(mcq, warn=lambda m: None)
     rows = {f: _read_rows(data_dir / f) for f in present}
-    questions = sorted({row_question(r) for rs in rows.values() for r in rs} - {""})
+    questions = sorted({q for rs in rows.values() for r in rs for q in row_questions(r)})
     if not questions:
         raise OnboardError(f"{data_dir}: no training row has a question to compare")
     sims, nearest = similarity_report(questions, [it.question for it in items], embed)
@@ -110,15 +115,18 @@ def check_overlap(data_dir: Path, mcq: Path, threshold: float = DEFAULT_THRESHOL
         "files": {}, "dropped": drop,
     }
     removed = []
+    def nearest_of(row: dict) -> tuple[float, int]:  # the row's question closest to an MCQ item
+        return max((sim_of[q] for q in row_questions(row)), default=(0.0, 0))
+
     for name, rs in rows.items():
-        hit = [sim_of.get(row_question(r), (0.0, 0))[0] >= threshold for r in rs]
+        hit = [nearest_of(r)[0] >= threshold for r in rs]
         keep = [r for r, h in zip(rs, hit) if not h]
         gone = [r for r, h in zip(rs, hit) if h]
         report["files"][name] = {"rows": len(rs), "overlapping": len(gone), "kept": len(keep) if drop else len(rs)}
         if drop and gone:
             atomic_write_text(data_dir / name, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))
-            removed += [{"file": name, "similarity": round(sim_of[row_question(r)][0], 4),
-                         "mcq_id": items[sim_of[row_question(r)][1]].id, "row": r} for r in gone]
+            removed += [{"file": name, "similarity": round(nearest_of(r)[0], 4),
+                         "mcq_id": items[nearest_of(r)[1]].id, "row": r} for r in gone]
     if removed:
         old = data_dir / "overlap-dropped.jsonl"
         prev = old.read_text(encoding="utf-8") if old.is_file() else ""

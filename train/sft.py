@@ -13,8 +13,10 @@ accelerate launch -m train.sft --model ... --data ... --out ...
 Data: conversational prompt/completion rows as written by `onboard synth` (sft.jsonl):
 `{"prompt": [{"role": "user", ...}], "completion": [{"role": "assistant", ...}]}` - trl applies
 the chat template and masks the prompt, so the loss is on the answers only (`assistant_only_loss`
-does not work with SmolLM2's template). `{"messages": [...]}` rows are accepted too (loss on the
-whole conversation).
+does not work with SmolLM2's template). `{"messages": [...]}` rows (several answers in one chat,
+e.g. the multi-question reading rows of train/mcq_rows.py) are accepted too, also mixed with
+prompt/completion files: they are tokenized here with the loss on every assistant turn
+(`conversation_tokens`), for any chat template.
 
 Speed: sequences are packed best-fit-decreasing and fed padding-free (trl's collator passes the
 example boundaries and train/attention.py runs attention per example, so packed
@@ -87,12 +89,43 @@ def answer_only_scoring():
         trl_utils._use_triton = stock
 
 
+def conversation_tokens(messages: list[dict], tok) -> dict:
+    """input_ids and labels of one chat, labels only on the assistant turns (each turn's content
+    and end-of-turn tokens). The chat template is rendered one turn at a time; each rendering
+    must extend the one before, which holds for ChatML-style templates (Qwen, SmolLM2)."""
+    from assistant.errors import OnboardError
+
+    def render(upto: int, generation_prompt: bool) -> list[int]:
+        return list(tok.apply_chat_template(messages[:upto], tokenize=True, return_dict=True,
+                                            add_generation_prompt=generation_prompt)["input_ids"])
+
+    ids: list[int] = []
+    labels: list[int] = []
+    for i, m in enumerate(messages):
+        if m.get("role") != "assistant":
+            continue
+        head, full = render(i, True), render(i + 1, False)
+        if head[: len(ids)] != ids or full[: len(head)] != head:
+            raise OnboardError("this model's chat template does not render a chat turn by turn; "
+                               "give its sft data as prompt/completion rows")
+        labels += [-100] * (len(head) - len(ids)) + full[len(head):]
+        ids = full
+    if not ids:
+        raise OnboardError("an sft messages row has no assistant turn to train on")
+    return {"input_ids": ids, "labels": labels}
+
+
+def tokenized_rows(rows: list[dict], tok) -> list[dict]:
+    """Every row as input_ids/labels (loss on assistant turns): used when any row is a chat."""
+    return [conversation_tokens(r.get("messages") or r["prompt"] + r["completion"], tok) for r in rows]
+
+
 def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageContext) -> dict:
     """Train, merge the adapter, save to ctx.model_dir. Returns metrics for the manifest."""
     from datasets import Dataset
     from trl import SFTTrainer
 
-    rows = load_rows(data_files, "sft")
+    rows = load_rows(data_files, "sft", mixed=True)
     train_rows, heldout = split_holdout(rows, p.holdout, p.seed)
     if heldout:
         import json
@@ -103,6 +136,8 @@ def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageCon
                           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in heldout))
     model, tok = load_model(model_dir, ctx.device, packed=p.packing)
     callback = make_progress_callback(f"sft {ctx.out_dir.name}", ctx.progress)
+    if any("messages" in r for r in train_rows):
+        train_rows = tokenized_rows(train_rows, tok)
     trainer = SFTTrainer(model=model, args=sft_config(p, ctx), train_dataset=Dataset.from_list(train_rows),
                          processing_class=tok, peft_config=lora_config(p, model) if p.lora else None,
                          callbacks=[callback])

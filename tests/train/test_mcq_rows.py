@@ -47,7 +47,7 @@ def test_rows_are_eval_prompts_with_the_right_letter_and_the_answering_chunk():
              {"question": "What does ngl default to?", "answer": "`ngl` defaults to 100.", "chunk_id": "s2"},
              {"question": "What replaces api.openai.com?", "answer": "Use localhost:3928 instead.", "chunk_id": "f1"},
              {"question": "An orphan question?", "answer": "Has no chunk.", "chunk_id": "missing"}]
-    rows, counts = mcq_rows(pairs, CHUNKS, POOL, n_docs=2, seed=1)
+    rows, counts = mcq_rows(pairs, CHUNKS, POOL, n_docs=2, seed=1, per_row=1)
     assert counts["reading_from_pairs"] == 3 and counts["reading_cloze"] >= 2 and counts["reading"] == len(rows)
     for row in rows:
         system, user = row["prompt"][0]["content"], row["prompt"][1]["content"]
@@ -61,5 +61,27 @@ def test_rows_are_eval_prompts_with_the_right_letter_and_the_answering_chunk():
             assert "docs/server.md" in user.split("Question:")[0]
         if "fills the blank" in user:  # the blanked value is the right option, and it is in the docs
             assert "____" in user and options["ABCD".index(letter)] in user.split("Question:")[0]
-    again, _ = mcq_rows(pairs, CHUNKS, POOL, n_docs=2, seed=1)
+    again, _ = mcq_rows(pairs, CHUNKS, POOL, n_docs=2, seed=1, per_row=1)
     assert again == rows  # deterministic for a seed
+
+
+def test_grouped_rows_ask_every_question_of_a_chunk_once_over_one_set_of_documents():
+    pairs = [{"question": f"Question {i} about the server?", "answer": a, "chunk_id": "s1"}
+             for i, a in enumerate(["The default `ctx_len` is 2048.", "Use `nitro --port 3928`.",
+                                    "`cont_batching` is false.", "It is http://localhost:3928/healthz."])]
+    single, counts = mcq_rows(pairs, CHUNKS, POOL, n_docs=2, seed=3, per_row=1)
+    grouped, grouped_counts = mcq_rows(pairs, CHUNKS, POOL, n_docs=2, seed=3, per_row=3)
+    assert grouped_counts["reading_questions"] == counts["reading_questions"] == len(single)
+    assert len(grouped) < len(single)
+    asked = []
+    for row in grouped:
+        msgs = row.get("messages") or row["prompt"] + row["completion"]
+        assert msgs[0] == {"role": "system", "content": SYSTEM_MCQ_RAG}
+        users = [m["content"] for m in msgs if m["role"] == "user"]
+        letters = [m["content"] for m in msgs if m["role"] == "assistant"]
+        assert 1 <= len(users) == len(letters) <= 3 and all(x in "ABCD" for x in letters)
+        assert users[0].startswith("Documents:") and users[0].count("<document ") == 2
+        assert all(u.startswith("Question: ") and "<document " not in u for u in users[1:])
+        asked += [u.rsplit("Question: ", 1)[1].split("\n\nA. ")[0] for u in users]
+    assert sorted(asked) == sorted(r["prompt"][1]["content"].rsplit("Question: ", 1)[1].split("\n\nA. ")[0]
+                                   for r in single)

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from assistant.errors import OnboardError
-from train.overlap import check_overlap, row_question
+from train.overlap import check_overlap, row_questions
 from train.tiny import write_tiny_data
 
 
@@ -16,7 +16,7 @@ def test_rows_repeating_an_mcq_question_are_dropped_once(tmp_path, run_cli):
     mcq.write_text(json.dumps({"id": "q1", "question": "Which port does the server listen on by default?",
                                "choices": {"A": "80", "B": "3928", "C": "8080", "D": "22"}, "answer": "B"}) + "\n")
     rag = {"prompt": [{"role": "user", "content": "Documents:\n[1] x\nQuestion: How do I stop it?"}]}
-    assert row_question(rag) == "How do I stop it?"
+    assert row_questions(rag) == ["How do I stop it?"]
     report = check_overlap(data, mcq, threshold=0.9)
     assert report["files"]["sft.jsonl"] == {"rows": 12, "overlapping": 1, "kept": 11}
     assert report["files"]["dpo.jsonl"]["overlapping"] == 1 and report["rows_dropped"] == 2
@@ -40,5 +40,25 @@ def test_a_multiple_choice_row_is_reduced_to_its_question_without_options():
     user = rag_user_message(format_question("Which port does Nitro use?", ["3928", "8080", "11434", "5000"]), [doc])
     row = {"prompt": [{"role": "system", "content": SYSTEM_MCQ_RAG}, {"role": "user", "content": user}],
            "completion": [{"role": "assistant", "content": "A"}]}
-    assert row_question(row) == "Which port does Nitro use?"
+    assert row_questions(row) == ["Which port does Nitro use?"]
     assert "reading.jsonl" in FILES
+
+
+def test_every_question_of_a_multi_question_row_is_checked(tmp_path):
+    from train.mcq_rows import conversation_row
+
+    rows = [conversation_row([("What is the default context length?\n\nA. 1\nB. 2\nC. 3\nD. 4", "B"),
+                              ("Which port does the server listen on by default?\n\nA. 80\nB. 3928\nC. 1\nD. 2", "B")],
+                             docs=[]),
+            conversation_row([("How do I load a model?\n\nA. a\nB. b\nC. c\nD. d", "C"),
+                              ("Where are the logs?\n\nA. a\nB. b\nC. c\nD. d", "A")], docs=[])]
+    assert row_questions(rows[0]) == ["What is the default context length?",
+                                      "Which port does the server listen on by default?"]
+    (tmp_path / "reading.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    mcq = tmp_path / "mcq.jsonl"
+    mcq.write_text(json.dumps({"id": "q1", "question": "Which port does the server listen on by default?",
+                               "choices": {"A": "80", "B": "3928", "C": "8080", "D": "22"}, "answer": "B"}) + "\n")
+    report = check_overlap(tmp_path, mcq)  # the second question of the first row repeats q1
+    assert report["files"]["reading.jsonl"] == {"rows": 2, "overlapping": 1, "kept": 1}
+    kept = [json.loads(line) for line in (tmp_path / "reading.jsonl").read_text().splitlines()]
+    assert [row_questions(r)[0] for r in kept] == ["How do I load a model?"]

@@ -117,3 +117,24 @@ def test_stage_script_runs_from_its_command_line(stage, tiny_llama_dir, tiny_dat
                  "--out", str(out), "--max-steps", "1"]) == 0
     assert (out / "model" / "model.safetensors").is_file()
     assert f"saved {out / 'model'}  loss " in capsys.readouterr().out
+
+
+def test_sft_trains_multi_question_chats_on_their_answers_only(tiny_llama_dir, tiny_data, tmp_path):
+    from transformers import AutoTokenizer
+
+    from train.mcq_rows import conversation_row
+    from train.sft import conversation_tokens, run_sft
+
+    row = conversation_row([("Which port?\n\nA. 80\nB. 3928\nC. 1\nD. 2", "B"),
+                            ("Which flag?\n\nA. --a\nB. --b\nC. --c\nD. --d", "D")], docs=[])
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    t = conversation_tokens(row["messages"], tok)
+    assert len(t["labels"]) == len(t["input_ids"])
+    assert tok.decode([x for x in t["labels"] if x != -100]) == "B<|im_end|>\nD<|im_end|>\n"
+    chats = tmp_path / "reading.jsonl"
+    chats.write_text("".join(json.dumps(row) + "\n" for _ in range(6)))
+    p = SftParams(lr=1e-3, batch_size=2, max_length=256, lora_r=8, lora_alpha=16, save_steps=100,
+                  warmup_ratio=0.0, scheduler="constant")
+    m = run_sft(tiny_llama_dir, [chats, tiny_data / "sft.jsonl"], p, _ctx(tmp_path, "sft", max_steps=2))
+    assert m["steps"] == 2 and m["rows"] == 6 + len(read_jsonl(tiny_data / "sft.jsonl", "sft"))
+    assert m["first_loss"] is not None and m["first_loss"] > 0
