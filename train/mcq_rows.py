@@ -15,9 +15,11 @@ that skill directly, from data any user has - never from evaluation questions:
     blanked; the options are that value and same-kind values from the same page.
 
 The documents are the answering chunk among `n_docs - 1` others (one from the same page where
-there is one, as retrieval returns), in a random position; the right letter is uniform.
+there is one, as retrieval returns), in a random position; the right letter is uniform. The
+questions of one answering chunk share one set of documents: a row is a chat of up to
+`per_row` of them (the documents in its first turn), so the documents are paid for once per row.
 
-    rows, counts = mcq_rows(pairs, chunks_by_id, pool, seed=0)   # -> reading.jsonl (prompt/completion rows)
+    rows, counts = mcq_rows(pairs, chunks_by_id, pool, seed=0)   # -> reading.jsonl (messages rows; one question: prompt/completion)
 """
 from __future__ import annotations
 
@@ -151,13 +153,6 @@ def pick_docs(oracle: Hit, pool: list[Hit], n_docs: int, rng: random.Random) -> 
     docs += rng.sample(other, min(n_docs - 1 - len(docs), len(other)))
     docs.insert(rng.randrange(len(docs) + 1), oracle)
     return docs
-
-
-def mcq_row(question: str, right: str, wrong: list[str], oracle: Hit, pool: list[Hit], n_docs: int,
-            rng: random.Random) -> dict:
-    """One prompt/completion row: the exact prompt `onboard eval` scores, the letter as answer."""
-    block, letter = mcq_item(question, right, wrong, rng)
-    return conversation_row([(block, letter)], pick_docs(oracle, pool, n_docs, rng))
 
 
 def conversation_row(items: list[tuple[str, str]], docs: list[Hit]) -> dict:
