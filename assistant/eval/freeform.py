@@ -10,8 +10,8 @@ configured loop penalties and detector). A grader model (default: the best insta
 reads question + answer and picks which option the answer supports, by letter log-probabilities
 (LetterScorer) averaged over every cyclic rotation of the four options, with an explicit last
 choice "None of these"; a pick of "none" counts wrong. Answers are greedy, so each is generated
-once and cached (cache/freeform/answers.jsonl under ONBOARD_HOME, keyed by model file, mode and
-generation settings); runs differ only by the option order the grader sees (seed + run), as the
+once and cached (cache/freeform/answers.jsonl under ONBOARD_HOME, keyed by model file and its
+version, mode, index version and generation settings); runs differ only by the option order the grader sees (seed + run), as the
 MCQ methods' runs do, and are reported as mean ± std with the same tables and chart.
 
 A grader of the same family as the answering model can be lenient (it reads answers the way it
@@ -21,6 +21,7 @@ deliberately wrong answer (should be near 0 %).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -74,9 +75,36 @@ def default_cache(settings) -> AnswerCache:
     return AnswerCache(settings.cache_dir / "freeform" / "answers.jsonl")
 
 
+def file_version(path: str) -> list[int] | None:
+    """(size, mtime) of a model file: a rebuilt model under the same name and path (`onboard
+    build` again, `quantize --name` again) must not get the old model's cached answers."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def index_version(settings, index: str | None) -> str | None:
+    """Digest of an index's recorded sources (files and their chunks): a rebuilt or re-pointed
+    index under the same name gets new answers."""
+    if not index:
+        return None
+    from assistant.rag.store import manifest_sources, read_manifest
+
+    try:
+        sources = manifest_sources(read_manifest(settings, index))
+    except Exception:  # noqa: BLE001 - no readable manifest: key by name only
+        return None
+    return hashlib.sha256(json.dumps(sources, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def generation_config(settings, model_file: str, mode: str, index: str | None) -> dict:
     """Everything a greedy answer depends on (besides the question): the cache key's settings."""
-    return {"model_file": model_file, "mode": mode, "index": index if mode != "plain" else None,
+    rag = mode != "plain"
+    return {"model_file": model_file, "model_version": file_version(model_file) if model_file else None,
+            "mode": mode, "index": index if rag else None,
+            "index_version": index_version(settings, index) if rag else None,
             "k": settings.top_k, "n_ctx": settings.n_ctx, "max_tokens": settings.max_tokens,
             "repeat_penalty": settings.repeat_penalty, "frequency_penalty": settings.frequency_penalty,
             "presence_penalty": settings.presence_penalty, "loop": [settings.loop_ngram, settings.loop_repeats]}
@@ -233,7 +261,7 @@ def run_freeform(settings, mcq: str, model_names: list[str], modes: list[str], r
     files = {label: str(resolve_model(n, settings)) for label, n in labels.items()}
     checkpoint = Checkpoint(out_dir / CHECKPOINT_NAME, {
         "method": "freeform", "mcq": sha256_file(path), "seed": settings.seed, "grader": grader_file,
-        **{k: v for k, v in generation_config(settings, "", "", index).items() if k not in ("model_file", "mode")}},
+        **{k: v for k, v in generation_config(settings, "", "", index).items() if k not in ("model_file", "model_version", "mode")}},
         models={**files, CHECK_REFERENCE: grader_file, CHECK_WRONG: grader_file})
     say = _logger(progress)
     answer_sets = _answer_sets(settings, labels, modes, items, index, runs, checkpoint.done, say)

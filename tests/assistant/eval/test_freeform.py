@@ -54,6 +54,29 @@ def test_answer_cache_survives_a_cut_line(tmp_path):
     assert again.get("k1")["answer"] == "one" and again.get("k2") is None
 
 
+def test_a_rebuilt_model_or_index_under_the_same_name_gets_new_answers(tmp_path):
+    import os
+
+    from assistant.eval.freeform import generation_config
+    from assistant.rag.store import write_manifest
+    from assistant.settings import Settings
+
+    settings = Settings(home=tmp_path)
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"old weights")
+    write_manifest(settings, "docs", {"sources": {"/docs": {"files": {"a.md": {"chunks": ["a1"]}}}}})
+    before = generation_config(settings, str(model), "rag", "docs")
+    assert generation_config(settings, str(model), "rag", "docs") == before  # stable: cache hits
+    model.write_bytes(b"new weights, same path")
+    os.utime(model, ns=(1, 2))
+    assert generation_config(settings, str(model), "rag", "docs") != before
+    after_model = generation_config(settings, str(model), "rag", "docs")
+    write_manifest(settings, "docs", {"sources": {"/docs": {"files": {"a.md": {"chunks": ["a1", "a2"]}}}}})
+    assert generation_config(settings, str(model), "rag", "docs") != after_model
+    plain = generation_config(settings, str(model), "plain", "docs")
+    assert plain["index"] is None and plain["index_version"] is None
+
+
 def test_eval_freeform_cli_resumes(run_cli, nitro_home_env, nitro_mcq, tmp_path):
     mcq = tmp_path / "two.jsonl"
     mcq.write_text("".join(nitro_mcq.read_text().splitlines(keepends=True)[:2]))
