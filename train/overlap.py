@@ -30,8 +30,7 @@ def question_of(text: str) -> str:
     """A user turn reduced to its question: after a with-context row's final "Question: " (or a
     later turn's leading one), without the options of an MCQ row."""
     marker = "Question: "
-    if marker in text and (text.startswith("Documents:") or text.startswith("(No documents matched.)")
-                           or text.startswith(marker)):
+    if marker in text and text.startswith(("Documents:", "(No documents matched.)", marker)):
         text = text.rsplit(marker, 1)[1]
     text = text.split("\n\nA. ", 1)[0]  # a multiple-choice row (reading.jsonl): the question without its options
     return " ".join(text.split())
