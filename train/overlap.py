@@ -114,18 +114,16 @@ def check_overlap(data_dir: Path, mcq: Path, threshold: float = DEFAULT_THRESHOL
         "files": {}, "dropped": drop,
     }
     removed = []
-    def nearest_of(row: dict) -> tuple[float, int]:  # the row's question closest to an MCQ item
-        return max((sim_of[q] for q in row_questions(row)), default=(0.0, 0))
-
     for name, rs in rows.items():
-        hit = [nearest_of(r)[0] >= threshold for r in rs]
-        keep = [r for r, h in zip(rs, hit) if not h]
-        gone = [r for r, h in zip(rs, hit) if h]
+        # each row's (similarity, MCQ item) of its question closest to an MCQ item
+        nearest = [max((sim_of[q] for q in row_questions(r)), default=(0.0, 0)) for r in rs]
+        keep = [r for r, (s, _) in zip(rs, nearest) if s < threshold]
+        gone = [(r, s, j) for r, (s, j) in zip(rs, nearest) if s >= threshold]
         report["files"][name] = {"rows": len(rs), "overlapping": len(gone), "kept": len(keep) if drop else len(rs)}
         if drop and gone:
             atomic_write_text(data_dir / name, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))
-            removed += [{"file": name, "similarity": round(nearest_of(r)[0], 4),
-                         "mcq_id": items[nearest_of(r)[1]].id, "row": r} for r in gone]
+            removed += [{"file": name, "similarity": round(s, 4), "mcq_id": items[j].id, "row": r}
+                        for r, s, j in gone]
     if removed:
         old = data_dir / "overlap-dropped.jsonl"
         prev = old.read_text(encoding="utf-8") if old.is_file() else ""

@@ -11,8 +11,9 @@ reads question + answer and picks which option the answer supports, by letter lo
 (LetterScorer) averaged over every cyclic rotation of the four options, with an explicit last
 choice "None of these"; a pick of "none" counts wrong. Answers are greedy, so each is generated
 once and cached (cache/freeform/answers.jsonl under ONBOARD_HOME, keyed by model file and its
-version, mode, index version and generation settings); runs differ only by the option order the grader sees (seed + run), as the
-MCQ methods' runs do, and are reported as mean ± std with the same tables and chart.
+version, mode, index version and generation settings); runs differ only by the option order the
+grader sees (seed + run), as the MCQ methods' runs do, and are reported as mean ± std with the
+same tables and chart.
 
 A grader of the same family as the answering model can be lenient (it reads answers the way it
 would write them). `--grader-checks` measures the grader: the MCQ file's reference `evidence`
@@ -87,15 +88,12 @@ def file_version(path: str) -> list[int] | None:
 
 def index_version(settings, index: str | None) -> str | None:
     """Digest of an index's recorded sources (files and their chunks): a rebuilt or re-pointed
-    index under the same name gets new answers."""
+    index under the same name gets new answers. (A missing manifest reads as empty.)"""
     if not index:
         return None
     from assistant.rag.store import manifest_sources, read_manifest
 
-    try:
-        sources = manifest_sources(read_manifest(settings, index))
-    except Exception:  # noqa: BLE001 - no readable manifest: key by name only
-        return None
+    sources = manifest_sources(read_manifest(settings, index))
     return hashlib.sha256(json.dumps(sources, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
