@@ -8,6 +8,11 @@ and with prompt lookup (assistant/llm/prompt_lookup.py), alternating which goes 
 speed is tokens after the first over the time after the first (the prompt is not part of it).
 Prints, per model, both speeds, the ratio (target >= 1.5), tokens per decode with lookup, and how
 many answers have identical text. Questions: the public Nitro MCQs, asked without their options.
+
+First, per model, the cost curve that bounds any drafting scheme: the time of one llama.cpp decode
+of n tokens (logits for each, as verifying n - 1 guesses needs) after a 1,200-token context,
+against n one-token decodes. `ceiling` is n x t(1) / t(n), the speed-up if every guess were kept;
+real drafts are kept only in part, so the measured ratio stays below it.
 """
 from __future__ import annotations
 
@@ -42,7 +47,38 @@ def _answer(model, question: str, idx, max_tokens: int, lookup) -> tuple[str, in
     return job.result.answer, stats.completion_tokens - 1, stats.total_s - stats.ttft_s, decodes[0]
 
 
-def bench_model(name: str, settings, idx, questions: list[str], max_tokens: int, lookup) -> float | None:
+def batch_costs(model, context: list[int], sizes=(1, 2, 3, 4, 6, 8, 12, 16), repeats: int = 5) -> dict[int, float]:
+    """Median seconds of one decode of n tokens, logits for all n, after `context` (read once)."""
+    import statistics
+    import time
+
+    llm = model.llm
+    llm.reset()
+    llm.eval(context)
+    n_past, costs = llm.n_tokens, {}
+    guesses = context[:max(sizes)]
+    for n in sizes:
+        times = []
+        for _ in range(repeats):
+            llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
+            llm._batch.set_batch(batch=guesses[:n], n_past=n_past, logits_all=True)
+            start = time.perf_counter()
+            llm._ctx.decode(llm._batch)
+            times.append(time.perf_counter() - start)
+        costs[n] = statistics.median(times)
+    llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+    llm.reset()
+    return costs
+
+
+def print_costs(name: str, costs: dict[int, float]) -> None:
+    one = costs[1]
+    cells = "  ".join(f"n={n}: {t * 1000:.0f} ms ({n * one / t:.2f}x)" for n, t in costs.items() if n > 1)
+    print(f"{name:22} one-token decode {one * 1000:.0f} ms; decode of n tokens (ceiling): {cells}", flush=True)
+
+
+def bench_model(name: str, settings, idx, questions: list[str], max_tokens: int, lookup,
+                context_text: str = "") -> float | None:
     from assistant.errors import OnboardError
     from assistant.llm.chat_model import ChatModel
     from assistant.llm.kv_blocks import BlockStore
@@ -55,6 +91,9 @@ def bench_model(name: str, settings, idx, questions: list[str], max_tokens: int,
         return None
     model = ChatModel(path, n_ctx=settings.n_ctx, n_threads=settings.n_threads, seed=0,
                       block_store=BlockStore(memory_mb=4096))
+    if context_text:
+        context = model.llm.tokenize(context_text.encode(), add_bos=True)[:1200]
+        print_costs(name, batch_costs(model, context))
     totals = {"without": [0, 0.0, 0], "with": [0, 0.0, 0]}
     same = 0
     for i, q in enumerate(questions):
@@ -108,8 +147,10 @@ def main() -> int:
         settings = load_settings(home=Path(tmp))
         index_path(settings, args.nitro, name="nitro", progress=False)
         idx = open_retriever(settings, "nitro")
+        context_text = "\n\n".join(p.read_text(encoding="utf-8", errors="replace")
+                                     for p in sorted(args.nitro.rglob("*.md"))[:20])
         for name in args.models.split(","):
-            bench_model(name.strip(), settings, idx, questions, args.max_tokens, lookup)
+            bench_model(name.strip(), settings, idx, questions, args.max_tokens, lookup, context_text)
     return 0
 
 

@@ -73,9 +73,9 @@ class ChatModel:
     """A loaded GGUF model. Thread-safe: one generation at a time (llama.cpp contexts are not)."""
 
     # Prompt lookup can pay only where answers copy from the prompt: prompts with documents, and
-    # greedy decoding. On 2 CPU cores it does not (bench/prompt_lookup.py: a decode that checks 8
-    # drafted tokens is compute-bound and costs more than the ~1.9 tokens it yields), so it is
-    # off unless a caller asks for it.
+    # greedy decoding. On 2 CPU cores it does not: decoding there is compute-bound, so a decode of
+    # n tokens costs about n/2 to n one-token decodes, more than the ~1.9 tokens a check keeps
+    # (bench/prompt_lookup.py prints both), so it is off unless a caller asks for it.
     LOOKUP_MAX_TEMPERATURE = 0.0
 
     def __init__(self, path: str | Path, n_ctx: int = 4096, n_threads: int | None = None,
