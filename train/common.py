@@ -50,11 +50,11 @@ def detect_device(threads: int | None = None) -> Device:
                       gradient_checkpointing=True, liger=importlib.util.find_spec("liger_kernel") is not None)
     threads = threads or int(os.environ.get("ONBOARD_TRAIN_THREADS", 0)) or (os.cpu_count() or 1)
     torch.set_num_threads(threads)  # torch's default can oversubscribe a shared machine
-    from assistant.cpu import fast_bf16
+    from assistant.cpu import bf16_training
 
     # One packed 1024-token row holds ~8 Q&A pairs, like trl's default batch of 8 rows.
     return Device("cpu", "float32", batch_size=4, gradient_checkpointing=False, threads=threads,
-                  autocast_bf16=fast_bf16(), packed_batch_size=1)
+                  autocast_bf16=bf16_training(), packed_batch_size=1)
 
 
 # --- data ------------------------------------------------------------------------------------
