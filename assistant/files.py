@@ -53,3 +53,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def file_version(path: str) -> list[int] | None:
+    """(size, mtime) of a model file: a rebuilt model under the same name and path (`onboard
+    build` again, `quantize --name` again) must not get the old model's cached answers or
+    checkpointed rows."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]

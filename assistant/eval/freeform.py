@@ -32,6 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from assistant.eval.mcq import LETTERS, MCQItem
+from assistant.files import file_version
 from assistant.eval.scoring import LetterScorer, rotations, shuffled_order
 
 NONE_OF_THESE = "None of these (the answer supports no option above, or gives no answer)"
@@ -74,16 +75,6 @@ class AnswerCache:
 
 def default_cache(settings) -> AnswerCache:
     return AnswerCache(settings.cache_dir / "freeform" / "answers.jsonl")
-
-
-def file_version(path: str) -> list[int] | None:
-    """(size, mtime) of a model file: a rebuilt model under the same name and path (`onboard
-    build` again, `quantize --name` again) must not get the old model's cached answers."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns]
 
 
 def index_version(settings, index: str | None) -> str | None:

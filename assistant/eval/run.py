@@ -111,14 +111,18 @@ class Checkpoint:
     """Rows of finished items, appended (fsync'ed) as they finish and kept after the evaluation,
     so a rerun with the same --out resumes an interrupted one or extends a finished one (another
     mode, model, or more runs: run r's rows depend only on the settings and r). The first
-    line holds the settings the rows are valid for; each row also records its model file, so a
-    model label that now names another file is scored again. A file written under other settings
+    line holds the settings the rows are valid for; each row also records its model file with
+    its size and modification time, so a model label that now names another file, or a file
+    rebuilt in place, is scored again. A file written under other settings
     is moved aside to rows.checkpoint.stale.jsonl (replacing an earlier one), not deleted."""
 
     MODEL_FILE = "_model_file"
 
     def __init__(self, path: Path, config: dict, models: dict[str, str]):
-        self.path, self.models = path, dict(models)
+        from assistant.files import file_version
+
+        self.path = path
+        self.models = {label: f"{file}@{file_version(file)}" for label, file in models.items()}
         header = json.dumps({"config": config}, sort_keys=True)
         groups: dict[tuple, list[dict]] = {}
         if path.is_file():

@@ -126,6 +126,23 @@ def test_eval_checkpoint_keeps_valid_runs_and_moves_other_settings_aside(tmp_pat
     assert len(stale.read_text().splitlines()) == 3  # ...with the old rows moved aside, not deleted
 
 
+def test_eval_checkpoint_scores_a_model_rebuilt_in_place_again(tmp_path):
+    """`onboard build` again writes its GGUF to the same path: the old model's rows must go."""
+    import os
+
+    from assistant.eval.run import Checkpoint
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF old")
+    path = tmp_path / "rows.checkpoint.jsonl"
+    Checkpoint(path, {"seed": 0}, models={"m": str(model)}).append(
+        [{"model": "m", "mode": "rag", "id": "q1", "run": 0}])
+    assert len(Checkpoint(path, {"seed": 0}, models={"m": str(model)}).done) == 1
+    model.write_bytes(b"GGUF rebuilt")
+    os.utime(model, ns=(1, 1))
+    assert Checkpoint(path, {"seed": 0}, models={"m": str(model)}).done == {}
+
+
 def test_cli_eval_rerun_adds_a_mode_and_runs_and_scores_only_them(tmp_path, run_cli, nitro_home_env):
     csv_path = tmp_path / "q.csv"
     csv_path.write_text('question,a,b,c,d,correct\n"Which port does Nitro listen on by default?",'
