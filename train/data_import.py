@@ -90,7 +90,8 @@ def _match_chunks(pairs: list[dict], chunks: list, embed) -> None:
 
 
 def import_qa(path: Path, out_dir: Path, settings=None, corpus: Path | None = None, *,
-              distractors: int = 3, p_oracle: float = 0.8, seed: int = 0, filter_config=None) -> dict:
+              distractors: int = 3, p_oracle: float = 0.8, seed: int = 0, filter_config=None,
+              cloze_per_chunk: int | None = None) -> dict:
     """Read, filter and format `path` into out_dir (sft.jsonl, dpo.jsonl when possible, card)."""
     from assistant.settings import load_settings
     from train.data_filter import FilterConfig, embed, filter_pairs
@@ -126,11 +127,13 @@ def import_qa(path: Path, out_dir: Path, settings=None, corpus: Path | None = No
     kept, dropped = filter_pairs(pairs, sources, cfg, vectors=vectors)
     written = write_datasets(out_dir, kept, chunks=chunks_by_id, pool=pool,
                              vectors=[vec_of[id(p)] for p in kept] if kept else None,
-                             distractors=distractors, p_oracle=p_oracle, seed=seed)
+                             distractors=distractors, p_oracle=p_oracle, seed=seed,
+                             cloze_per_chunk=cloze_per_chunk)
     summary = {
         "out_dir": str(out_dir), "command": "data import", "source": str(path.resolve()),
         "corpus": corpus_info,
         "settings": {"distractors": distractors, "p_oracle": p_oracle, "seed": seed,
+                     **({} if cloze_per_chunk is None else {"cloze_per_chunk": cloze_per_chunk}),
                      "chunk_tokens": settings.chunk_tokens, "chunk_overlap": settings.chunk_overlap},
         "counts": {"rows": len(pairs), "matched_to_chunk": sum(1 for p in pairs if p.get("chunk_id")),
                    **written["counts"]},

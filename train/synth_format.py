@@ -115,7 +115,8 @@ def corpus_hash(chunks) -> str:
 
 def write_datasets(out_dir: Path, kept: list[dict], *, chunks: dict[str, dict] | None = None,
                    pool: list[dict] | None = None, rephrasings: list[str] = (), vectors=None,
-                   distractors: int = 3, p_oracle: float = 0.8, seed: int = 0) -> dict:
+                   distractors: int = 3, p_oracle: float = 0.8, seed: int = 0,
+                   cloze_per_chunk: int | None = None) -> dict:
     """Write sft/dpo/rephrase files for kept pairs; returns counts and file hashes. Pairs with a
     "chunk_id" in `chunks` also get a with-context row (pool = distractor candidates)."""
     chunks = chunks or {}
@@ -138,7 +139,8 @@ def write_datasets(out_dir: Path, kept: list[dict], *, chunks: dict[str, dict] |
     if pool_hits:
         from train.mcq_rows import mcq_rows
 
-        mcq, mcq_counts = mcq_rows(kept, chunk_hits, pool_hits, seed=seed)
+        extra = {} if cloze_per_chunk is None else {"cloze_per_chunk": cloze_per_chunk}
+        mcq, mcq_counts = mcq_rows(kept, chunk_hits, pool_hits, seed=seed, **extra)
         files["reading.jsonl"] = write_jsonl(out_dir / "reading.jsonl", mcq)
     else:
         (out_dir / "reading.jsonl").unlink(missing_ok=True)

@@ -65,7 +65,8 @@ def cmd_data_import(args, settings) -> int:
     summary = import_qa(Path(args.file), Path(args.out), settings=settings,
                         corpus=Path(args.corpus) if args.corpus else None,
                         distractors=args.distractors, p_oracle=args.p_oracle,
-                        seed=settings.seed if args.seed is None else args.seed)
+                        seed=settings.seed if args.seed is None else args.seed,
+                        cloze_per_chunk=args.cloze_per_chunk)
     _print_summary(summary, args.json)
     return 0
 
@@ -121,6 +122,8 @@ def register(sub) -> None:
     p.add_argument("file", help=".csv (question,answer columns) or .jsonl file")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--corpus", help="docs the pairs come from: enables grounding and with-context rows")
+    p.add_argument("--cloze-per-chunk", type=int, choices=range(0, 21), metavar="N",
+                   help="teacher-free cloze reading questions per docs chunk (default 2; needs --corpus)")
     _chunk_options(p)
     p.set_defaults(func=cmd_data_import)
 

@@ -85,3 +85,9 @@ def test_grouped_rows_ask_every_question_of_a_chunk_once_over_one_set_of_documen
         asked += [u.rsplit("Question: ", 1)[1].split("\n\nA. ")[0] for u in users]
     assert sorted(asked) == sorted(r["prompt"][1]["content"].rsplit("Question: ", 1)[1].split("\n\nA. ")[0]
                                    for r in single)
+
+
+def test_cloze_per_chunk_sets_how_many_teacher_free_questions_a_chunk_gives():
+    counts = {n: mcq_rows([], CHUNKS, POOL, n_docs=2, seed=1, cloze_per_chunk=n)[1]["reading_cloze"]
+              for n in (0, 1, 6)}
+    assert counts[0] == 0 and 0 < counts[1] <= len(POOL) and counts[6] > counts[1]
