@@ -244,12 +244,12 @@ def group_rows(items: list[Item], pool: list[Hit], n_docs: int, per_row: int, se
 
 def mcq_rows(pairs: list[dict], chunks: dict[str, Hit], pool: list[Hit], n_docs: int = 3,
              seed: int = 0, per_row: int = QUESTIONS_PER_ROW,
-             cloze_per_chunk: int = CLOZE_PER_CHUNK) -> tuple[list[dict], dict]:
+             cloze_per_chunk: int | None = None) -> tuple[list[dict], dict]:
     """All MCQ rows (questions from pairs, then cloze, grouped by answering chunk), shuffled
-    with `seed`; and their counts."""
+    with `seed`; and their counts. `cloze_per_chunk` None: CLOZE_PER_CHUNK."""
     vocab = Vocabulary(pool)
     items, kinds = pair_items(pairs, chunks, vocab, seed)
-    close = cloze_items(pool, vocab, seed, cloze_per_chunk)
+    close = cloze_items(pool, vocab, seed, CLOZE_PER_CHUNK if cloze_per_chunk is None else cloze_per_chunk)
     rows = group_rows(items + close, pool, n_docs, max(1, per_row), seed)
     random.Random(f"{seed}/mcq-order").shuffle(rows)
     return rows, {"reading": len(rows), "reading_questions": len(items) + len(close),

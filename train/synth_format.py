@@ -139,8 +139,7 @@ def write_datasets(out_dir: Path, kept: list[dict], *, chunks: dict[str, dict] |
     if pool_hits:
         from train.mcq_rows import mcq_rows
 
-        extra = {} if cloze_per_chunk is None else {"cloze_per_chunk": cloze_per_chunk}
-        mcq, mcq_counts = mcq_rows(kept, chunk_hits, pool_hits, seed=seed, **extra)
+        mcq, mcq_counts = mcq_rows(kept, chunk_hits, pool_hits, seed=seed, cloze_per_chunk=cloze_per_chunk)
         files["reading.jsonl"] = write_jsonl(out_dir / "reading.jsonl", mcq)
     else:
         (out_dir / "reading.jsonl").unlink(missing_ok=True)

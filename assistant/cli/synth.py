@@ -59,7 +59,11 @@ def cmd_synth(args, settings) -> int:
 
 
 def cmd_data_import(args, settings) -> int:
+    from assistant.errors import OnboardError
     from train.data_import import import_qa
+
+    if args.cloze_per_chunk is not None and not args.corpus:
+        raise OnboardError("--cloze-per-chunk needs --corpus DOCS: cloze questions are made from the docs' chunks")
 
     settings = settings.replace(chunk_tokens=args.chunk_tokens, chunk_overlap=args.overlap)
     summary = import_qa(Path(args.file), Path(args.out), settings=settings,

@@ -32,8 +32,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from assistant.eval.mcq import LETTERS, MCQItem
-from assistant.files import file_version
 from assistant.eval.scoring import LetterScorer, rotations, shuffled_order
+from assistant.files import file_version
 
 NONE_OF_THESE = "None of these (the answer supports no option above, or gives no answer)"
 SYSTEM_GRADER = ("You grade answers about software documentation. Read the question and the answer given, "

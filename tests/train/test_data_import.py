@@ -79,6 +79,14 @@ def test_bad_import_files_are_clear_errors(tmp_path, run_cli):
     assert code != 0 and err.startswith("onboard: error:") and "use .csv or .jsonl" in err
     code, _, err = run_cli("data", "import", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o"))
     assert code != 0 and "not found" in err
+    good = tmp_path / "ok.csv"
+    good.write_text("question,answer\nWhich port?,3928\n")
+    code, _, err = run_cli("data", "import", str(good), "--out", str(tmp_path / "o"), "--cloze-per-chunk", "4")
+    assert code != 0 and err.startswith("onboard: error:") and "needs --corpus" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as exit_info:  # argparse rejects it: "invalid choice: 99 (choose from 0, ...)"
+        run_cli("data", "import", str(good), "--out", str(tmp_path / "o"), "--cloze-per-chunk", "99")
+    assert exit_info.value.code == 2
+    assert not (tmp_path / "o" / "sft.jsonl").exists()
 
 
 def test_read_pairs_keeps_every_answer_of_the_reference_csv():
