@@ -51,6 +51,7 @@ class BuildConfig:
     quick: bool = False
     max_chunks: int | None = None
     questions_per_chunk: int = 3
+    cloze_per_chunk: int | None = None  # reading rows' cloze items per chunk (None: train.mcq_rows' default)
     max_steps: int | None = None
     runs: int | None = None
     k: int = 4
@@ -68,7 +69,7 @@ class BuildConfig:
 # What each stage depends on (besides the stage before it).
 STAGE_FIELDS = {
     "index": ("corpus", "name"),
-    "data": ("corpus", "teacher", "student", "data", "max_chunks", "questions_per_chunk", "seed"),
+    "data": ("corpus", "teacher", "student", "data", "max_chunks", "questions_per_chunk", "cloze_per_chunk", "seed"),
     "train": ("recipe", "student", "max_steps", "quick", "seed"),
     "quantize": ("name", "quant_types"),
     "evaluate": ("mcq", "runs", "k", "modes", "student", "seed"),
@@ -211,13 +212,13 @@ class Build:
             from train.data_import import import_qa
 
             summary = import_qa(Path(self.cfg.data), out, settings=self.settings, corpus=Path(self.cfg.corpus),
-                                seed=self.cfg.seed)
+                                seed=self.cfg.seed, cloze_per_chunk=self.cfg.cloze_per_chunk)
         else:
             from train.synth import synthesize
 
             summary = synthesize(Path(self.cfg.corpus), out, teacher=self.cfg.teacher, student=self.cfg.student,
                                  questions_per_chunk=self.cfg.questions_per_chunk, max_chunks=self.cfg.max_chunks,
-                                 seed=self.cfg.seed, settings=self.settings, progress=self.progress)
+                                 seed=self.cfg.seed, cloze_per_chunk=self.cfg.cloze_per_chunk, settings=self.settings, progress=self.progress)
         overlap = None
         if self.cfg.mcq and self.cfg.mcq != "general":  # never train on the evaluation's questions
             from train.overlap import check_overlap

@@ -156,6 +156,18 @@ def quiet_trainer(trainer) -> None:
     trainer.remove_callback(ProgressCallback)
 
 
+def stop_at_epochs(trainer, epochs: float) -> None:
+    """A step cap (--max-steps, a budget plan) is a ceiling: where it is above the steps the
+    recipe's epochs take, drop it, since Trainer would otherwise cycle the data up to the cap."""
+    args = trainer.args
+    if args.max_steps <= 0:
+        return
+    batches = len(trainer.get_train_dataloader())
+    natural = math.ceil(epochs * math.ceil(batches / max(1, args.gradient_accumulation_steps)))
+    if args.max_steps >= natural:
+        args.max_steps = -1
+
+
 def loss_chart(losses: list[dict], out: Path, title: str) -> Path | None:
     """PNG of the loss curve next to the manifest (people look at it; numbers go in the JSON)."""
     if len(losses) < 2:

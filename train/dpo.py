@@ -27,6 +27,7 @@ from train.common import (
     lora_config,
     make_progress_callback,
     quiet_trainer,
+    stop_at_epochs,
     save_merged,
     stage_inputs,
     stage_parser,
@@ -55,6 +56,7 @@ def run_dpo(model_dir: Path, data_files: list[Path], p: DpoParams, ctx: StageCon
                          train_dataset=Dataset.from_list(rows), processing_class=tok,
                          peft_config=lora_config(p, model) if p.lora else None, callbacks=[callback])
     quiet_trainer(trainer)
+    stop_at_epochs(trainer, p.epochs)
     resume = last_checkpoint(ctx.ckpt_dir)
     started = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)

@@ -39,6 +39,7 @@ from train.common import (
     lora_config,
     make_progress_callback,
     quiet_trainer,
+    stop_at_epochs,
     save_merged,
     stage_inputs,
     stage_parser,
@@ -142,6 +143,7 @@ def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageCon
                          processing_class=tok, peft_config=lora_config(p, model) if p.lora else None,
                          callbacks=[callback])
     quiet_trainer(trainer)
+    stop_at_epochs(trainer, p.epochs)
     resume = last_checkpoint(ctx.ckpt_dir)
     started = time.time()
     with answer_only_scoring():

@@ -241,7 +241,7 @@ def synthesize(corpus: Path, out_dir: Path, teacher: str = DEFAULT_TEACHER, *, q
                rephrasings: int = 1, distractors: int = 3, p_oracle: float = 0.8,
                student: str | None = DEFAULT_TEACHER, max_chunks: int | None = None, seed: int = 0,
                settings=None, progress: bool = True, teacher_model: str | None = None,
-               grammar: bool = True, filter_config=None) -> dict:
+               grammar: bool = True, filter_config=None, cloze_per_chunk: int | None = None) -> dict:
     """Generate (or resume) qa.jsonl for the corpus, then write the filtered datasets + card."""
     from assistant.rag.chunking import chunk_documents
     from assistant.rag.ingest import load_documents
@@ -277,7 +277,7 @@ def synthesize(corpus: Path, out_dir: Path, teacher: str = DEFAULT_TEACHER, *, q
         elif (out_dir / "card.json").is_file():
             teacher_info = json.loads((out_dir / "card.json").read_text(encoding="utf-8")).get("teacher", teacher_info)
         recs = [records[c.id] for c in selected]
-        outputs = _filter_and_write(recs, all_chunks, out_dir, config, filter_config)
+        outputs = _filter_and_write(recs, all_chunks, out_dir, config, filter_config, cloze_per_chunk)
         summary = {
             "out_dir": str(out_dir), "command": "synth", "teacher": teacher_info, "student": student,
             "corpus": {"path": str(corpus.resolve()), "sha256": corpus_hash(all_chunks),
@@ -322,7 +322,8 @@ def _generate(todo: list, selected: list, records: dict[str, dict], out_dir: Pat
     return teacher.describe()
 
 
-def _filter_and_write(recs: list[dict], all_chunks: list, out_dir: Path, config: dict, filter_config) -> dict:
+def _filter_and_write(recs: list[dict], all_chunks: list, out_dir: Path, config: dict, filter_config,
+                      cloze_per_chunk: int | None = None) -> dict:
     """Filter the records' pairs and rephrasings, write the datasets; returns the summary's
     counts, filter, dpo_rejected_from, teacher_stats and files entries."""
     from train.data_filter import FilterConfig, embed, filter_pairs, filter_texts
@@ -344,7 +345,8 @@ def _filter_and_write(recs: list[dict], all_chunks: list, out_dir: Path, config:
              "position": c.position} for c in all_chunks if c.n_tokens >= MIN_CHUNK_TOKENS]
     written = write_datasets(out_dir, kept, chunks=chunk_dicts, pool=pool, rephrasings=texts,
                              vectors=[vec_of[id(p)] for p in kept] if kept else None,
-                             distractors=config["distractors"], p_oracle=config["p_oracle"], seed=config["seed"])
+                             distractors=config["distractors"], p_oracle=config["p_oracle"], seed=config["seed"],
+                             cloze_per_chunk=cloze_per_chunk)
     return {
         "counts": {"pairs_raw": len(pairs), **written["counts"]},
         "filter": {"input": len(pairs), "kept": len(kept), "dropped": dict(dropped),

@@ -80,6 +80,20 @@ def tiny_rows(n: int = 24) -> tuple[list[dict], list[dict]]:
     return sft, dpo
 
 
+def reading_rows(n: int, tokens: int) -> list[dict]:
+    """n sft rows shaped like retrieval-reading rows: ~`tokens` tokens of documents in the prompt
+    and a one-letter answer. What such a row costs to train differs from a short Q&A row's: almost
+    no token reaches the LM head's loss (train.budget measures the training speed on these)."""
+    docs = " ".join(f"{q} {a}" for q, a in _FACTS)
+    body = (docs + " ") * max(1, int(tokens * 3.2) // len(docs))  # ~3.5 characters a token here
+    rows = []
+    for i in range(n):
+        q, _ = _FACTS[i % len(_FACTS)]
+        prompt = [{"role": "user", "content": f"Documents:\n{body}\n\nQuestion: {q}\nA) yes\nB) no\nAnswer:"}]
+        rows.append({"prompt": prompt, "completion": [{"role": "assistant", "content": "AB"[i % 2]}]})
+    return rows
+
+
 def write_tiny_data(out_dir: Path, n: int = 24) -> Path:
     """Write sft.jsonl and dpo.jsonl into out_dir; returns out_dir."""
     import json

@@ -58,6 +58,7 @@ def cmd_build(args, settings: Settings) -> int:
     asked = BuildConfig(corpus=args.corpus, name=args.name, recipe=args.recipe, student=args.student,
                         teacher=args.teacher, data=args.data, mcq=args.mcq, quick=args.quick,
                         max_chunks=args.max_chunks, max_steps=args.max_steps, runs=args.runs,
+                        cloze_per_chunk=args.cloze_per_chunk,
                         **({"modes": tuple(_split(args.modes))} if args.modes else {}),
                         budget=parse_budget(args.budget) if args.budget else None)
     card = run_build(settings, asked, out=Path(args.out) if args.out else None, force=args.force,
@@ -109,6 +110,8 @@ def register(sub) -> None:
     p.add_argument("--modes", help="domain eval modes, comma list of plain, rag, hybrid (default: all three)")
     p.add_argument("--max-chunks", type=int, help="limit the chunks used for synthesis")
     p.add_argument("--max-steps", type=int, help="limit training steps")
+    p.add_argument("--cloze-per-chunk", type=int, choices=range(0, 21), metavar="N",
+                   help="teacher-free cloze reading questions per docs chunk (default 2), as in `onboard data import`")
     p.add_argument("--budget", help="fit the whole build into this time (e.g. 90m, 1.5h): measures this machine "
                                     "after indexing, then sizes data and training steps; the plan is kept in state.json")
     p.add_argument("--out", help="build folder (default: $ONBOARD_HOME/builds/<name>)")

@@ -38,7 +38,7 @@ def test_sft_loss_decreases_and_model_generates(tiny_llama_dir, tiny_data, tmp_p
     from train.sft import run_sft
 
     # Small packed batches (~128 tokens a step) keep it quick; a high LR makes the drop clear.
-    p = SftParams(lr=3e-3, batch_size=2, max_length=64, lora_r=16, lora_alpha=32, save_steps=100,
+    p = SftParams(lr=3e-3, batch_size=2, max_length=64, lora_r=16, lora_alpha=32, save_steps=100, epochs=5,
                   holdout=0.15, warmup_ratio=0.0, scheduler="constant")
     ctx = _ctx(tmp_path, "sft", max_steps=14)
     m = run_sft(tiny_llama_dir, [tiny_data / "sft.jsonl"], p, ctx)
@@ -138,3 +138,13 @@ def test_sft_trains_multi_question_chats_on_their_answers_only(tiny_llama_dir, t
     m = run_sft(tiny_llama_dir, [chats, tiny_data / "sft.jsonl"], p, _ctx(tmp_path, "sft", max_steps=2))
     assert m["steps"] == 2 and m["rows"] == 6 + len(read_jsonl(tiny_data / "sft.jsonl", "sft"))
     assert m["first_loss"] is not None and m["first_loss"] > 0
+
+
+def test_step_cap_above_the_epochs_stops_at_the_epochs(tiny_llama_dir, tiny_data, tmp_path):
+    """A cap is a ceiling: Trainer alone would cycle the data up to it (a budget plan's cap
+    above the recipe's epochs trained past them)."""
+    from train.sft import run_sft
+
+    p = SftParams(batch_size=2, max_length=64, lora_r=8, lora_alpha=16, save_steps=100, epochs=1)
+    m = run_sft(tiny_llama_dir, [tiny_data / "sft.jsonl"], p, _ctx(tmp_path, "sft", max_steps=500))
+    assert 1 <= m["steps"] < 100, m["steps"]
