@@ -78,6 +78,8 @@ class Workload:
     merge_eval_rows: int = 32
     eval_items: int = 0                # domain MCQ items (0: no --mcq)
     general_items: int = 30
+    general_item_tokens: int = ITEM_TOKENS     # the general set's own sizes (mcq_sizes)
+    general_option_tokens: int = OPTION_TOKENS
     item_tokens: int = ITEM_TOKENS     # the domain MCQ's own sizes when known (mcq_sizes)
     option_tokens: int = OPTION_TOKENS
     runs: int = 10
@@ -162,7 +164,7 @@ def fixed_stage_s(w: Workload, r: Rates) -> dict[str, float]:
     # them; a run's shuffle is one of 6 rotation classes of 4 options). Hybrid drafts first.
     rereads = ROTATIONS * 6 * (1 - (5 / 6) ** w.runs)
     item = w.item_tokens + rereads * w.option_tokens
-    general = ITEM_TOKENS + rereads * OPTION_TOKENS
+    general = w.general_item_tokens + rereads * w.general_option_tokens
     docs = 0 if tuple(w.modes) == ("plain",) else min(w.eval_items * w.k // 2, w.chunks) * w.chunk_tokens
     per_model = docs / r.student_prompt_tps
     for mode in w.modes:
@@ -391,6 +393,8 @@ def plan_for_build(settings, cfg, build_dir: Path, index_result: dict, index_s: 
     quiet = lambda m: None  # noqa: E731 - warnings were shown by the eval stage's own reading
     items = read_mcq(cfg.mcq, warn=quiet) if cfg.mcq and cfg.mcq != "general" else []
     item_tokens, option_tokens = mcq_sizes(items)
+    general = read_mcq(general_mcq_path(), warn=quiet)
+    general_sizes = mcq_sizes(general)  # short items: sized as the domain set's, it cost the plan ~10 min
     work = Workload(
         chunks=max(1, int(index_result.get("chunks") or 1)), chunk_tokens=settings.chunk_tokens,
         questions_per_chunk=cfg.questions_per_chunk, rephrasings=1,  # the build's synthesis writes one
@@ -400,6 +404,7 @@ def plan_for_build(settings, cfg, build_dir: Path, index_result: dict, index_s: 
         merge_candidates=(len(merge.params.sweep or []) or 1) if merge else 0,
         merge_eval_rows=merge.params.eval_rows if merge else 0,
         eval_items=len(items), item_tokens=item_tokens, option_tokens=option_tokens,
-        general_items=len(read_mcq(general_mcq_path(), warn=quiet)), runs=cfg.runs or 1, k=cfg.k,
+        general_items=len(general), general_item_tokens=general_sizes[0], general_option_tokens=general_sizes[1],
+        runs=cfg.runs or 1, k=cfg.k,
         modes=tuple(cfg.modes), quant_types=len(cfg.quant_types))
     return plan_budget(cfg.budget, rates, work)
