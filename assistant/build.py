@@ -218,7 +218,8 @@ class Build:
 
             summary = synthesize(Path(self.cfg.corpus), out, teacher=self.cfg.teacher, student=self.cfg.student,
                                  questions_per_chunk=self.cfg.questions_per_chunk, max_chunks=self.cfg.max_chunks,
-                                 seed=self.cfg.seed, cloze_per_chunk=self.cfg.cloze_per_chunk, settings=self.settings, progress=self.progress)
+                                 seed=self.cfg.seed, cloze_per_chunk=self.cfg.cloze_per_chunk, settings=self.settings,
+                                 progress=self.progress)
         overlap = None
         if self.cfg.mcq and self.cfg.mcq != "general":  # never train on the evaluation's questions
             from train.overlap import check_overlap

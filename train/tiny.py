@@ -85,7 +85,8 @@ def reading_rows(n: int, tokens: int) -> list[dict]:
     and a one-letter answer. What such a row costs to train differs from a short Q&A row's: almost
     no token reaches the LM head's loss (train.budget measures the training speed on these)."""
     docs = " ".join(f"{q} {a}" for q, a in _FACTS)
-    body = (docs + " ") * max(1, int(tokens * 3.2) // len(docs))  # ~3.5 characters a token here
+    chars = int(tokens * 3.6)  # English prose: ~4 characters a token, so this stays under `tokens`
+    body = ((docs + " ") * (chars // len(docs) + 1))[:chars]
     rows = []
     for i in range(n):
         q, _ = _FACTS[i % len(_FACTS)]

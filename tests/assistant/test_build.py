@@ -65,6 +65,11 @@ def test_build_skips_done_stages_and_resumes_after_a_failure(tmp_path):
     Build(s, cfg, tmp_path / "b").run(stages=funcs)
     assert calls == ["evaluate", "report"]
 
+    cfg.cloze_per_chunk = 6  # a data setting: data and every stage after it rerun
+    calls.clear()
+    Build(s, cfg, tmp_path / "b").run(stages=funcs)
+    assert calls == ["data", "train", "quantize", "evaluate", "report"]
+
     calls.clear()
     Build(s, cfg, tmp_path / "b").run(stages=funcs, force=True)
     assert calls == list(STAGES)
@@ -90,8 +95,8 @@ def test_build_quick_end_to_end(tmp_path, run_cli, nitro_docs, nitro_mcq):
     """Real index -> synthesis -> training -> GGUF -> eval -> report card on a slice of the Nitro docs,
     then `onboard ask --model NAME` uses the registered specialist."""
     code, out, err = run_cli("build", str(nitro_docs), "--quick", "--name", "nitro-test", "--mcq", str(nitro_mcq),
-                             "--max-chunks", "4", "--max-steps", "2", "--runs", "1", "--threads", "2",
-                             "--out", str(tmp_path / "b"))
+                             "--max-chunks", "4", "--max-steps", "2", "--cloze-per-chunk", "3", "--runs", "1",
+                             "--threads", "2", "--out", str(tmp_path / "b"))
     assert code == 0, err
     card = json.loads((tmp_path / "b" / "report" / "report_card.json").read_text())
     assert {s["mode"] for s in card["domain"]} == {"plain", "rag", "hybrid"}
@@ -101,8 +106,8 @@ def test_build_quick_end_to_end(tmp_path, run_cli, nitro_docs, nitro_mcq):
     code, out, err = run_cli("ask", "What port does Nitro use?", "--model", "nitro-test", "--max-tokens", "8")
     assert code == 0, err
     code, out, err = run_cli("build", str(nitro_docs), "--quick", "--name", "nitro-test", "--mcq", str(nitro_mcq),
-                             "--max-chunks", "4", "--max-steps", "2", "--runs", "1", "--threads", "2",
-                             "--out", str(tmp_path / "b"))
+                             "--max-chunks", "4", "--max-steps", "2", "--cloze-per-chunk", "3", "--runs", "1",
+                             "--threads", "2", "--out", str(tmp_path / "b"))
     assert code == 0 and err.count("settings unchanged - skipped") == 6  # resumed: every stage already done
 
 

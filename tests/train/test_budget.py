@@ -68,6 +68,9 @@ def test_measurement_on_tiny_models(tiny_llama_dir, smollm_gguf, tmp_path):
     tps = measure_training(tiny_llama_dir, SftParams(lora_r=8, lora_alpha=16, max_length=256), tmp_path / "m",
                            steps=2, rows=16)
     assert tps > 0 and not (tmp_path / "m").exists()  # the trial run leaves nothing behind
+    reading = measure_training(tiny_llama_dir, SftParams(lora_r=8, lora_alpha=16, max_length=256),
+                               tmp_path / "r", steps=2, shape="reading")
+    assert reading > 0 and not (tmp_path / "r").exists()
     prompt_tps, gen_tps = measure_gguf(smollm_gguf, load_settings(), prompt_tokens=64, gen_tokens=8)
     assert prompt_tps > gen_tps > 0  # prompt tokens are batched, generated ones are not
 
@@ -83,3 +86,21 @@ def test_long_options_make_the_evaluation_cost_more():
     plans = [plan_budget(90 * 60, RATES, dataclasses.replace(WORK, item_tokens=it, option_tokens=op))
              for it, op in (mcq_sizes(short), mcq_sizes(long))]
     assert plans[0].stage_s["evaluate"] < plans[1].stage_s["evaluate"]
+
+
+def test_reading_rows_fill_the_row_length_with_documents():
+    from train.tiny import reading_rows
+
+    rows = reading_rows(3, 800)
+    assert len(rows) == 3 and all(len(r["completion"][0]["content"]) == 1 for r in rows)  # a letter
+    chars = len(rows[0]["prompt"][0]["content"])
+    assert 800 * 3 < chars < 800 * 4.5  # ~4 characters a token
+
+
+def test_the_general_set_is_sized_by_its_own_items():
+    from train.budget import fixed_stage_s
+
+    as_domain = fixed_stage_s(dataclasses.replace(WORK, general_items=40), RATES)["evaluate"]
+    own = fixed_stage_s(dataclasses.replace(WORK, general_items=40, general_item_tokens=92,
+                                            general_option_tokens=20), RATES)["evaluate"]
+    assert own < as_domain

@@ -77,7 +77,8 @@ def test_merge_architecture_mismatch_in_recipe(tiny_llama_dir, tiny_data, tmp_pa
 def test_interrupted_stage_resumes_from_checkpoint_after_kill9(tiny_llama_dir, tiny_data, tmp_path, onboard_home):
     recipe = tmp_path / "resume.yaml"
     recipe.write_text(
-        "name: resume\nstages:\n  - type: sft\n    data: sft.jsonl\n    max_steps: 30\n    epochs: 5\n    save_steps: 3\n"
+        "name: resume\nstages:\n  - type: sft\n    data: sft.jsonl\n    max_steps: 30\n    epochs: 5\n"
+        "    save_steps: 3\n"
         "    batch_size: 1\n    max_length: 64\n    lora_r: 8\n    lora_alpha: 16\n    packing: false\n")
     out = tmp_path / "run"
     env = {**os.environ, "ONBOARD_HOME": str(onboard_home), "ONBOARD_TRAIN_THREADS": "1"}
