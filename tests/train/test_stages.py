@@ -46,6 +46,8 @@ def test_sft_loss_decreases_and_model_generates(tiny_llama_dir, tiny_data, tmp_p
     assert m["steps"] == 14 and len(curve) == 14
     assert sum(curve[-3:]) / 3 < sum(curve[:3]) / 3 - 0.2, curve  # it learns the fixed dataset
     assert m["tokens_per_s"] > 0 and m["tokens_seen"] > 0
+    times = [e["time_s"] for e in m["loss_curve"]]
+    assert 0 <= times[0] < 300 and times == sorted(times)  # seconds since training began, not a raw clock
     assert m["heldout_rows"] == 3 and len(read_jsonl(ctx.out_dir / "heldout.jsonl", "sft")) == 3
     assert (ctx.model_dir / "model.safetensors").is_file() and not list(ctx.model_dir.glob("adapter*"))
     assert _generate(ctx.model_dir) > 0
