@@ -6,17 +6,14 @@
     plan.max_chunks, plan.max_steps, plan.stage_s      # what the build runs with, per-stage minutes
 
 Measured (measure_rates, about a minute on 2 cores for a 0.5B student): the student's training
-speed (a few real optimizer steps of our sft stage on a handful of rows, tokens/s), and the
-prompt and generation speed of the teacher and of the student GGUF under llama.cpp (the
-teacher writes the data; the student answers closed-book for DPO and is evaluated).
-Estimated from those rates with the token counts below: every stage's seconds. Not measured,
-and so the least certain: the merge sweep and the GGUF conversion, sized per GB of weights
-(MERGE_S_PER_GB, QUANT_S_PER_GB). The plan keeps `margin` of the budget free for the error.
-
-plan_budget is pure (numbers in, plan out) and searches the largest data size (synthesis: the
-number of chunks; imported Q&A: the step cap) whose data + train + quantize + evaluate time fits.
-Synthesized data is sized so the recipe's epochs over it fit: making pairs that training never
-reaches would waste teacher time.
+speed (real optimizer steps of our sft stage, tokens/s) and the llama.cpp prompt and generation
+speed of the teacher (writes the data) and of the student GGUF (answers for DPO, is evaluated).
+Estimated from those with the token counts below: every stage's seconds; the merge sweep and
+the GGUF conversion are sized per GB of weights (MERGE_S_PER_GB, QUANT_S_PER_GB), the least
+certain. The plan keeps `margin` of the budget free for the error. plan_budget is pure and
+searches the largest data size (synthesis: chunks; imported Q&A: the step cap) whose data +
+train + quantize + evaluate time fits; synthesized data is sized so the recipe's epochs over it
+fit (pairs that training never reaches would waste teacher time).
 """
 from __future__ import annotations
 
@@ -78,8 +75,7 @@ class Workload:
     merge_eval_rows: int = 32
     eval_items: int = 0                # domain MCQ items (0: no --mcq)
     general_items: int = 30
-    general_item_tokens: int = ITEM_TOKENS     # the general set's own sizes (mcq_sizes)
-    general_option_tokens: int = OPTION_TOKENS
+    general_sizes: tuple = (ITEM_TOKENS, OPTION_TOKENS)  # the general set's own (item, option) tokens
     item_tokens: int = ITEM_TOKENS     # the domain MCQ's own sizes when known (mcq_sizes)
     option_tokens: int = OPTION_TOKENS
     runs: int = 10
@@ -164,7 +160,7 @@ def fixed_stage_s(w: Workload, r: Rates) -> dict[str, float]:
     # them; a run's shuffle is one of 6 rotation classes of 4 options). Hybrid drafts first.
     rereads = ROTATIONS * 6 * (1 - (5 / 6) ** w.runs)
     item = w.item_tokens + rereads * w.option_tokens
-    general = w.general_item_tokens + rereads * w.general_option_tokens
+    general = w.general_sizes[0] + rereads * w.general_sizes[1]
     docs = 0 if tuple(w.modes) == ("plain",) else min(w.eval_items * w.k // 2, w.chunks) * w.chunk_tokens
     per_model = docs / r.student_prompt_tps
     for mode in w.modes:
@@ -254,12 +250,10 @@ def _plan_imported(budget_s: float, usable: float, r: Rates, w: Workload) -> Pla
 # --- measuring this machine ---------------------------------------------------------------------
 def measure_training(model_dir: Path, params, work_dir: Path, steps: int = 4, rows: int = 64,
                      shape: str = "qa") -> float:
-    """Tokens/s of our sft stage on `model_dir`: `steps` real optimizer steps (same LoRA, packing
-    and device choices as the recipe's sft stage), timed from the end of the first step (its
-    warm-up is not what the rest of a run costs). `shape` "qa": a handful of short Q&A rows, about
-    half of whose tokens are answer tokens; real mixes have fewer, so the rate errs low, the safe
-    side for a plan. "reading": one row a step of ~max_length tokens of documents and a one-letter
-    answer, like reading rows, which skip most of the LM head: the 0.5B trains them ~1.5x faster."""
+    """Tokens/s of our sft stage on `model_dir`: `steps` real optimizer steps (the recipe's LoRA,
+    packing and device choices), timed from the end of the first (warm-up) step, on rows of
+    `shape` "qa" (short Q&A rows, ~half answer tokens: errs low for real mixes) or "reading" (one
+    ~max_length row a step of documents and a one-letter answer, skipping most of the LM head)."""
     import dataclasses
     import json
     import shutil
@@ -274,7 +268,6 @@ def measure_training(model_dir: Path, params, work_dir: Path, steps: int = 4, ro
     data = work_dir / "sft.jsonl"
     made = reading_rows(steps + 1, int(params.max_length * 0.85)) if shape == "reading" else tiny_rows(rows)[0]
     data.write_text("".join(json.dumps(r) + "\n" for r in made), encoding="utf-8")
-    # epochs enough that the step cap, not the end of the data, stops it (train.common.stop_at_epochs)
     p = dataclasses.replace(params, max_steps=None, epochs=float(steps), save_steps=10_000, holdout=0.0)
     ctx = StageContext(out_dir=work_dir / "run", device=detect_device(), max_steps=steps, progress=False)
     try:
@@ -282,9 +275,8 @@ def measure_training(model_dir: Path, params, work_dir: Path, steps: int = 4, ro
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     curve = [e for e in metrics.get("loss_curve", []) if e.get("tokens")]
-    if len(curve) >= 2 and curve[-1]["time_s"] > curve[0]["time_s"]:
-        # from the end of the first step on: its warm-up (allocations, first-touch of the weights)
-        # made the build plan half the steps its budget had room for
+    if len(curve) >= 2 and curve[-1]["time_s"] > curve[0]["time_s"]:  # the first step's warm-up
+        # (allocations, first touch of the weights) once made a build plan half its steps
         return (curve[-1]["tokens"] - curve[0]["tokens"]) / (curve[-1]["time_s"] - curve[0]["time_s"])
     if not metrics.get("tokens_per_s"):
         raise OnboardError(f"could not measure training speed on {model_dir}")
@@ -322,8 +314,7 @@ def measure_http_teacher(url: str, model: str | None) -> tuple[float, float]:
 
     teacher = HttpTeacher(url, model=model, retries=0)
     t0 = time.perf_counter()
-    teacher.ask_text([{"role": "user", "content": "Count from one to forty in words."}], max_tokens=32,
-                     temperature=0.0)
+    teacher.ask_text([{"role": "user", "content": "Count from one to forty."}], max_tokens=32, temperature=0.0)
     gen = max(1, teacher.stats.completion_tokens) / (time.perf_counter() - t0)
     return 8 * gen, gen
 
@@ -393,18 +384,15 @@ def plan_for_build(settings, cfg, build_dir: Path, index_result: dict, index_s: 
     quiet = lambda m: None  # noqa: E731 - warnings were shown by the eval stage's own reading
     items = read_mcq(cfg.mcq, warn=quiet) if cfg.mcq and cfg.mcq != "general" else []
     item_tokens, option_tokens = mcq_sizes(items)
-    general = read_mcq(general_mcq_path(), warn=quiet)
-    general_sizes = mcq_sizes(general)  # short items: sized as the domain set's, it cost the plan ~10 min
+    general = read_mcq(general_mcq_path(), warn=quiet)  # short items: sized as the domain's, ~10 min too long
     work = Workload(
         chunks=max(1, int(index_result.get("chunks") or 1)), chunk_tokens=settings.chunk_tokens,
         questions_per_chunk=cfg.questions_per_chunk, rephrasings=1,  # the build's synthesis writes one
         imported_rows=len(read_pairs(Path(cfg.data))) if cfg.data else None, max_length=params.max_length,
         sft_epochs=params.epochs if sft else 0.0, dpo_epochs=dpo.params.epochs if dpo else 0.0,
-        has_dpo=dpo is not None,
-        merge_candidates=(len(merge.params.sweep or []) or 1) if merge else 0,
+        has_dpo=dpo is not None, merge_candidates=(len(merge.params.sweep or []) or 1) if merge else 0,
         merge_eval_rows=merge.params.eval_rows if merge else 0,
         eval_items=len(items), item_tokens=item_tokens, option_tokens=option_tokens,
-        general_items=len(general), general_item_tokens=general_sizes[0], general_option_tokens=general_sizes[1],
-        runs=cfg.runs or 1, k=cfg.k,
+        general_items=len(general), general_sizes=mcq_sizes(general), runs=cfg.runs or 1, k=cfg.k,
         modes=tuple(cfg.modes), quant_types=len(cfg.quant_types))
     return plan_budget(cfg.budget, rates, work)

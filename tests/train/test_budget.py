@@ -101,6 +101,5 @@ def test_the_general_set_is_sized_by_its_own_items():
     from train.budget import fixed_stage_s
 
     as_domain = fixed_stage_s(dataclasses.replace(WORK, general_items=40), RATES)["evaluate"]
-    own = fixed_stage_s(dataclasses.replace(WORK, general_items=40, general_item_tokens=92,
-                                            general_option_tokens=20), RATES)["evaluate"]
+    own = fixed_stage_s(dataclasses.replace(WORK, general_items=40, general_sizes=(92, 20)), RATES)["evaluate"]
     assert own < as_domain
