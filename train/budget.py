@@ -314,7 +314,8 @@ def measure_http_teacher(url: str, model: str | None) -> tuple[float, float]:
 
     teacher = HttpTeacher(url, model=model, retries=0)
     t0 = time.perf_counter()
-    teacher.ask_text([{"role": "user", "content": "Count from one to forty."}], max_tokens=32, temperature=0.0)
+    teacher.ask_text([{"role": "user", "content": "Count from one to forty in words."}], max_tokens=32,
+                     temperature=0.0)
     gen = max(1, teacher.stats.completion_tokens) / (time.perf_counter() - t0)
     return 8 * gen, gen
 

@@ -103,7 +103,6 @@ def make_progress_callback(title: str, enabled: bool):
             self.losses: list[dict] = []
             self.progress = None
             self.task = None
-            self.started = time.perf_counter()
 
         def on_train_begin(self, args, state, control, **kw):
             self.started = time.perf_counter()
@@ -127,10 +126,11 @@ def make_progress_callback(title: str, enabled: bool):
         def on_log(self, args, state, control, logs=None, **kw):
             logs = logs or {}
             if "loss" in logs:
+                # time_s: seconds since this process began training (a resumed run starts again at 0),
+                # for speed measurements that skip the warm-up step (train.budget)
                 entry = {"step": state.global_step, "loss": float(logs["loss"]),
-                         # seconds since this process began training (a resumed run starts again at 0);
-                         # for speed measurements that skip the warm-up step (train.budget)
-                         "time_s": round(time.perf_counter() - self.started, 3), "tokens": int(state.num_input_tokens_seen or 0)}
+                         "time_s": round(time.perf_counter() - self.started, 3),
+                         "tokens": int(state.num_input_tokens_seen or 0)}
                 for key in ("rewards/accuracies", "rewards/margins", "learning_rate"):
                     if key in logs:
                         entry[key.split("/")[-1]] = float(logs[key])

@@ -39,10 +39,10 @@ from train.common import (
     lora_config,
     make_progress_callback,
     quiet_trainer,
-    stop_at_epochs,
     save_merged,
     stage_inputs,
     stage_parser,
+    stop_at_epochs,
     train_metrics,
     training_args_kwargs,
 )
