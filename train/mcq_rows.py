@@ -38,6 +38,7 @@ OPTION_WORDS = 45  # answers are cut at a sentence end near this many words: opt
 # identifiers, paths, numbers (ports, defaults, versions), booleans.
 SPAN = re.compile(r"`[^`\n]{1,60}`|https?://[^\s)\]>\"']+|(?<![\w-])--?[A-Za-z][\w-]*"
                   r"|\b[A-Za-z]\w*(?:[_./-]\w+)+\b|\b\d+(?:\.\d+)*\b|\b(?:true|false)\b", re.IGNORECASE)
+ABBREVIATION = re.compile(r"(?i)(?:[a-z]\.){1,3}[a-z]?|etc")
 CLOZE_PER_CHUNK = 2
 CLOZE_MIN_WORDS = 5
 # Questions that share one set of documents in a row (a multi-turn chat): the documents are paid
@@ -61,11 +62,13 @@ def span_kind(span: str) -> str:
 
 
 def spans(text: str) -> list[str]:
-    """Values in text; not single digits (list numbers, counts) nor plain hyphenated words."""
+    """Values in text; not single digits (list numbers, counts), plain hyphenated words nor
+    abbreviations (e.g, i.e)."""
     out = []
     for m in SPAN.finditer(text):
         s, kind = m.group(0), span_kind(m.group(0))
-        if (kind == "num" and len(s) < 2) or (kind == "ident" and not re.search(r"[_./\d]", s)):
+        if (kind == "num" and len(s) < 2) or (kind == "ident" and not re.search(r"[_./\d]", s)) \
+                or ABBREVIATION.fullmatch(s):
             continue
         out.append(s)
     return out
@@ -181,6 +184,17 @@ def _distinct(right: str, candidates: list[str]) -> list[str]:
 
 
 Item = tuple[Hit, str, str]  # (answering chunk, question with options, right letter)
+AGREE_JACCARD = 0.5
+
+
+def agrees(other: str, right: str) -> bool:
+    """Whether another answer may be right too, so it cannot serve as a wrong option: it names
+    one of the right answer's values, or shares half its words. (Q&A data asks the same fact in
+    many ways; a page's other answers were often a second right option - label noise.)"""
+    if {s.lower() for s in spans(other)} & {s.lower() for s in spans(right)}:
+        return True
+    a, b = set(re.findall(r"\w+", other.lower())), set(re.findall(r"\w+", right.lower()))
+    return bool(a | b) and len(a & b) / len(a | b) >= AGREE_JACCARD
 
 
 def pair_items(pairs: list[dict], chunks: dict[str, Hit], vocab: Vocabulary, seed: int) -> tuple[list[Item], Counter]:
@@ -196,7 +210,9 @@ def pair_items(pairs: list[dict], chunks: dict[str, Hit], vocab: Vocabulary, see
         near = near_misses(right, oracle.path, vocab, rng, 2)
         page = [a for a in answers_by_path[oracle.path] if a != right]
         rng.shuffle(page)
-        wrong = _distinct(right, near + page + rng.sample(every, min(6, len(every))))
+        others = [a for a in page + rng.sample(every, min(6, len(every))) if not agrees(a, right)]
+        kinds["agreeing_options_dropped"] += len(page) + min(6, len(every)) - len(others)
+        wrong = _distinct(right, near + others)
         if len(wrong) < N_OPTIONS - 1:
             kinds["too_few_options"] += 1
             continue
@@ -204,6 +220,32 @@ def pair_items(pairs: list[dict], chunks: dict[str, Hit], vocab: Vocabulary, see
         items.append((oracle, *mcq_item(p["question"], right, wrong, rng)))
     kinds["from_pairs"] = len(items)
     return items, kinds
+
+
+def answer_cloze_items(pairs: list[dict], chunks: dict[str, Hit], vocab: Vocabulary, seed: int) -> list[Item]:
+    """Teacher-written answers with one value blanked, the value one the answering chunk states:
+    the model matches a paraphrase against the docs, and the options are short same-kind
+    values, as in fact questions."""
+    items = []
+    for p in pairs:
+        oracle = chunks.get(p.get("chunk_id"))
+        if oracle is None:
+            continue
+        rng = random.Random(f"{seed}/answer-cloze/{p['question']}")
+        answer = shorten(p["answer"])
+        stated = [s for s in dict.fromkeys(spans(answer)) if span_kind(s) != "bool"
+                  and s in oracle.text and s.lower() not in p["question"].lower()]
+        if not stated:
+            continue
+        span = rng.choice(stated)
+        wrong = _distinct(span, [w for w in vocab.lookalikes(span, oracle.path, rng, N_OPTIONS + 2)
+                                 if w.lower() not in answer.lower()])
+        if len(wrong) < N_OPTIONS - 1:
+            continue
+        blanked = answer.replace(span, "____", 1)
+        question = f"{p['question']}\nWhich value fills the blank in this answer?\n\"{blanked}\""
+        items.append((oracle, *mcq_item(question, span, wrong, rng)))
+    return items
 
 
 def cloze_items(pool: list[Hit], vocab: Vocabulary, seed: int, per_chunk: int = CLOZE_PER_CHUNK) -> list[Item]:
@@ -249,10 +291,12 @@ def mcq_rows(pairs: list[dict], chunks: dict[str, Hit], pool: list[Hit], n_docs:
     with `seed`; and their counts. `cloze_per_chunk` None: CLOZE_PER_CHUNK."""
     vocab = Vocabulary(pool)
     items, kinds = pair_items(pairs, chunks, vocab, seed)
+    filled = answer_cloze_items(pairs, chunks, vocab, seed)
     close = cloze_items(pool, vocab, seed, CLOZE_PER_CHUNK if cloze_per_chunk is None else cloze_per_chunk)
-    rows = group_rows(items + close, pool, n_docs, max(1, per_row), seed)
+    rows = group_rows(items + filled + close, pool, n_docs, max(1, per_row), seed)
     random.Random(f"{seed}/mcq-order").shuffle(rows)
-    return rows, {"reading": len(rows), "reading_questions": len(items) + len(close),
-                  "reading_from_pairs": kinds["from_pairs"], "reading_cloze": len(close),
+    return rows, {"reading": len(rows), "reading_questions": len(items) + len(filled) + len(close),
+                  "reading_from_pairs": kinds["from_pairs"], "reading_answer_cloze": len(filled),
+                  "reading_cloze": len(close), "reading_agreeing_options_dropped": kinds["agreeing_options_dropped"],
                   "reading_near_miss_options": kinds["near_miss_options"],
                   "reading_skipped_too_few_options": kinds["too_few_options"]}

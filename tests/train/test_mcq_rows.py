@@ -3,7 +3,8 @@ import random
 
 from assistant.eval.scoring import SYSTEM_MCQ_RAG
 from assistant.rag.hits import Hit
-from train.mcq_rows import Vocabulary, mcq_rows, near_misses, shorten, span_kind, spans
+from train.mcq_rows import (Vocabulary, agrees, answer_cloze_items, mcq_rows, near_misses, shorten, span_kind,
+                             spans)
 
 PAGE = Hit(path="docs/server.md", heading="Server", chunk_id="s1", position=0,
            text="Start the server with `nitro --port 3928`.\nThe default `ctx_len` is 2048 and "
@@ -22,6 +23,7 @@ def test_spans_keep_values_not_words_or_list_numbers():
     found = spans("1. Run `nitro` on port 3928 with ctx_len 2048, a warm-up step and true.")
     assert "`nitro`" in found and "3928" in found and "ctx_len" in found and "true" in found
     assert "1" not in found and "warm-up" not in found
+    assert spans("Set a flag (e.g. `--port`), i.e. one value, etc.") == ["`--port`"]
     assert [span_kind(s) for s in ("`x`", "3928", "true", "--port", "http://a.b", "ctx_len")] == \
         ["code", "num", "bool", "flag", "url", "ident"]
 
@@ -56,7 +58,7 @@ def test_rows_are_eval_prompts_with_the_right_letter_and_the_answering_chunk():
         options = [ln[3:] for ln in user.split("\n") if ln[:3] in ("A. ", "B. ", "C. ", "D. ")]
         assert len(options) == 4 and len(set(o.lower() for o in options)) == 4
         assert user.count("<document ") == 2
-        if "What is the default ctx_len?" in user:
+        if "What is the default ctx_len?" in user and "____" not in user:
             assert options["ABCD".index(letter)] == "The default `ctx_len` is 2048."
             assert "docs/server.md" in user.split("Question:")[0]
         if "fills the blank" in user:  # the blanked value is the right option, and it is in the docs
@@ -91,3 +93,36 @@ def test_cloze_per_chunk_sets_how_many_teacher_free_questions_a_chunk_gives():
     counts = {n: mcq_rows([], CHUNKS, POOL, n_docs=2, seed=1, cloze_per_chunk=n)[1]["reading_cloze"]
               for n in (0, 1, 6)}
     assert counts[0] == 0 and 0 < counts[1] <= len(POOL) and counts[6] > counts[1]
+
+
+def test_another_answer_that_names_the_right_value_or_shares_its_words_is_not_a_wrong_option():
+    right = "Download it from https://github.com/janhq/nitro/releases, the release page."
+    assert agrees("The release page, https://github.com/janhq/nitro/releases, has the binary.", right)
+    assert agrees("Download it from the release page.", right)  # half the words shared
+    assert not agrees("The server listens on port 3928 by default.", right)
+    pairs = [{"question": f"Where do I get Nitro ({i})?", "answer": a, "chunk_id": "s1"}
+             for i, a in enumerate([right, "Get it from https://github.com/janhq/nitro/releases.",
+                                    "Start it with `nitro --port 3928`.", "`cont_batching` is false."])]
+    rows, counts = mcq_rows(pairs, CHUNKS, POOL, n_docs=2, seed=2, per_row=1)
+    assert counts["reading_agreeing_options_dropped"] > 0
+    for row in rows:
+        user, letter = row["prompt"][1]["content"], row["completion"][0]["content"]
+        options = [ln[3:] for ln in user.split("\n") if ln[:3] in ("A. ", "B. ", "C. ", "D. ")]
+        wrong = [o for i, o in enumerate(options) if "ABCD"[i] != letter]
+        if "(0)?" in user and "____" not in user:  # the other right answer is never offered as wrong
+            assert "Get it from https://github.com/janhq/nitro/releases." not in wrong
+
+
+def test_answer_cloze_blanks_a_value_the_answering_chunk_states_and_offers_same_kind_values():
+    pairs = [{"question": "What is the default context length?", "answer": "The default `ctx_len` is 2048.",
+              "chunk_id": "s1"},
+             {"question": "How do I turn on embeddings?", "answer": "Set `embedding` to true.", "chunk_id": "s2"},
+             {"question": "What is the port?", "answer": "It is 9999, a port no chunk states.", "chunk_id": "s1"}]
+    items = answer_cloze_items(pairs, CHUNKS, Vocabulary(POOL), seed=0)
+    assert items and all(h.chunk_id in ("s1", "s2") for h, _, _ in items)
+    for oracle, block, letter in items:
+        options = [ln[3:] for ln in block.split("\n") if ln[:3] in ("A. ", "B. ", "C. ", "D. ")]
+        right = options["ABCD".index(letter)]
+        assert "____" in block and right in oracle.text and right not in block.split("\n\nA. ")[0]
+        assert len({span_kind(o) for o in options}) == 1  # look-alikes of the blanked value's kind
+    assert not any("9999" in block for _, block, _ in items)  # a value the docs do not state is never asked
