@@ -10,7 +10,10 @@ that skill directly, from data any user has - never from evaluation questions:
   * from Q&A pairs with their answering chunk (GPT-4 import or the local teacher): the options
     are the answer, near-miss copies of it (one number, identifier, flag, path, URL or boolean
     swapped for another of the same kind from the same page, else the corpus: the "two options
-    nearly alike" that small models confuse) and answers to other questions of the same page;
+    nearly alike" that small models confuse) and answers to other questions of the same page,
+    never one that may be right too (it names the answer's value or shares half its words);
+  * answer cloze from the same pairs: the answer with one value the answering chunk states
+    blanked; the options are that value and same-kind values (short options, as in fact questions);
   * cloze items straight from the chunks, no teacher at all: a line of the docs with one value
     blanked; the options are that value and same-kind values from the same page.
 

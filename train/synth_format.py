@@ -14,7 +14,8 @@ Files written (atomically) into the output folder:
                  a threshold), else the answer to the most similar question from another chunk;
   reading.jsonl      multiple-choice reading rows in the prompt `onboard eval` scores (train/mcq_rows.py):
                  the docs, a question with four options (the answer, near-miss copies of it,
-                 answers of the same page) and the letter; plus teacher-free cloze items;
+                 answers of the same page that cannot be right too) and the letter; answer-cloze
+                 items (an answer with a value the chunk states blanked); teacher-free cloze items;
   rephrase.jsonl {"text": ...} paraphrases of chunks (language-modelling rows);
   card.json / card.md  counts, teacher, settings, corpus hash, filter summary.
 """
