@@ -225,6 +225,18 @@ def pair_items(pairs: list[dict], chunks: dict[str, Hit], vocab: Vocabulary, see
     return items, kinds
 
 
+def blank_item(chunk: Hit, text: str, span: str, ask: str, vocab: Vocabulary, rng: random.Random,
+               avoid: str = "") -> Item | None:
+    """`ask` and `text` with `span` blanked; the options are span and same-kind look-alikes (none
+    that `avoid` already contains). None when the page and corpus have too few look-alikes."""
+    wrong = _distinct(span, [w for w in vocab.lookalikes(span, chunk.path, rng, N_OPTIONS + 2)
+                             if not (avoid and w.lower() in avoid.lower())])
+    if len(wrong) < N_OPTIONS - 1:
+        return None
+    blanked = text.replace(span, "____", 1)
+    return (chunk, *mcq_item(f"{ask}\n\"{blanked}\"", span, wrong, rng))
+
+
 def answer_cloze_items(pairs: list[dict], chunks: dict[str, Hit], vocab: Vocabulary, seed: int) -> list[Item]:
     """Teacher-written answers with one value blanked, the value one the answering chunk states:
     the model matches a paraphrase against the docs, and the options are short same-kind
@@ -240,14 +252,10 @@ def answer_cloze_items(pairs: list[dict], chunks: dict[str, Hit], vocab: Vocabul
                   and s in oracle.text and s.lower() not in p["question"].lower()]
         if not stated:
             continue
-        span = rng.choice(stated)
-        wrong = _distinct(span, [w for w in vocab.lookalikes(span, oracle.path, rng, N_OPTIONS + 2)
-                                 if w.lower() not in answer.lower()])
-        if len(wrong) < N_OPTIONS - 1:
-            continue
-        blanked = answer.replace(span, "____", 1)
-        question = f"{p['question']}\nWhich value fills the blank in this answer?\n\"{blanked}\""
-        items.append((oracle, *mcq_item(question, span, wrong, rng)))
+        ask = f"{p['question']}\nWhich value fills the blank in this answer?"
+        item = blank_item(oracle, answer, rng.choice(stated), ask, vocab, rng, avoid=answer)
+        if item:
+            items.append(item)
     return items
 
 
@@ -260,13 +268,10 @@ def cloze_items(pool: list[Hit], vocab: Vocabulary, seed: int, per_chunk: int = 
                  if len(ln.split()) >= CLOZE_MIN_WORDS and spans(ln) and len(ln) < 400]
         rng.shuffle(lines)
         for line in lines[:per_chunk]:
-            span = rng.choice(spans(line))
-            wrong = _distinct(span, vocab.lookalikes(span, h.path, rng, N_OPTIONS + 2))
-            if len(wrong) < N_OPTIONS - 1:
-                continue
-            blanked = line.replace(span, "____", 1)
-            question = f"Which value fills the blank in this line of {h.path}?\n\"{blanked}\""
-            items.append((h, *mcq_item(question, span, wrong, rng)))
+            ask = f"Which value fills the blank in this line of {h.path}?"
+            item = blank_item(h, line, rng.choice(spans(line)), ask, vocab, rng)
+            if item:
+                items.append(item)
     return items
 
 
