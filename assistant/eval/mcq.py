@@ -4,7 +4,8 @@
     items = read_mcq("../shared/eval/nitro_mcq_public.jsonl")   # list[MCQItem]
 
 JSONL: one object a line with question, choices ({"A": ...} or a list), answer (letter, 1-based
-digit or the option text), optional id, kind and sources (doc paths relative to the corpus).
+digit or the option text), optional id, kind, sources (doc paths relative to the corpus) and
+evidence (the docs' words that answer it; the evaluation reports whether they reached the prompt).
 With choices as a mapping the answer names a key: {"B": .., "C": ..} with answer "C" is the
 second option, whatever letter the option ends up with.
 CSV: question,a,b,c,d,correct with options written "A. text".
@@ -36,6 +37,7 @@ class MCQItem:
     answer: int  # index into options
     kind: str = ""
     sources: list[str] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)  # quotes of the docs that answer it
 
     @property
     def answer_letter(self) -> str:
@@ -57,7 +59,7 @@ def _letter_index(raw, options: list[str]) -> int | None:
     return None
 
 
-def _item(where: str, id_: str, question, options: list, answer, kind="", sources=()) -> MCQItem:
+def _item(where: str, id_: str, question, options: list, answer, kind="", sources=(), evidence=()) -> MCQItem:
     options = [str(o).strip() for o in options]
     if not str(question or "").strip():
         raise OnboardError(f"{where}: empty question")
@@ -70,7 +72,10 @@ def _item(where: str, id_: str, question, options: list, answer, kind="", source
                            f"{LETTERS[:len(options)]}")
     if isinstance(sources, str):
         sources = [s for s in re.split(r"[;|]\s*", sources) if s]
-    return MCQItem(id_, str(question).strip(), options, idx, str(kind or ""), list(sources or []))
+    if isinstance(evidence, str):  # several quotes joined by "||"
+        evidence = evidence.split("||")
+    return MCQItem(id_, str(question).strip(), options, idx, str(kind or ""), list(sources or []),
+                   [str(e).strip() for e in evidence or [] if str(e).strip()])
 
 
 def _key(k) -> str:
@@ -102,7 +107,7 @@ def _skip(items: list, warn: Callable[[str], None], make: Callable[[], MCQItem])
 
 def read_jsonl(path: Path, warn: Callable[[str], None]) -> list[MCQItem]:
     """One object a line: question, choices ({"A": ..} or a list), answer (letter), optional
-    id, kind, sources."""
+    id, kind, sources, evidence (quotes of the docs that answer it: a list, or joined by "||")."""
     items: list[MCQItem] = []
     for n, row in iter_jsonl(path, "one MCQ object per line"):
         _skip(items, warn, lambda: _jsonl_item(path, n, row))
@@ -121,7 +126,7 @@ def _jsonl_item(path: Path, n: int, row) -> MCQItem:
     else:
         raise OnboardError(f"{where}: needs 'choices' as {{\"A\": ...}} or a list")
     return _item(where, str(row.get("id", f"{path.stem}-{n}")), row.get("question"),
-                 options, answer, row.get("kind", ""), row.get("sources", []))
+                 options, answer, row.get("kind", ""), row.get("sources", []), row.get("evidence", []))
 
 
 _OPTION_PREFIX = re.compile(r"^\s*\(?[A-Ja-j][.)]\s+")

@@ -34,7 +34,7 @@ def markdown_table(summary: Sequence[dict]) -> str:
     free = any("freeform" in s for s in summary)
     head = ["model", "mode"] + (["free-form %", "none picked / looped"] if free else []) + [
         "cyclic %", "calibrated %", "single order %"] + (["generate %"] if gen else []) + [
-        "hit@k %", "in context %", "misses: retrieval / model", "most-picked letter", "too long / trimmed"]
+        "hit@k %", "in context %", "evidence in context %", "misses: retrieval / model", "most-picked letter", "too long / trimmed"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in summary:
         cells = [s["model"], s["mode"]]
@@ -48,7 +48,7 @@ def markdown_table(summary: Sequence[dict]) -> str:
                                                                   if s.get("unparsed") else "") if "generate" in s else "–")
         misses = f"{s['miss_retrieval']:.1f} / {s['miss_model']:.1f}" if "miss_model" in s else "–"
         bias = f"{s['top_letter']} {100 * s['top_letter_share']:.0f}%" if "top_letter" in s else "–"
-        cells += [_opt(s, "hit_at_k"), _opt(s, "context_hit"), misses, bias, f"{s['too_long']} / {s['truncated']}"]
+        cells += [_opt(s, "hit_at_k"), _opt(s, "context_hit"), _opt(s, "evidence_hit"), misses, bias, f"{s['too_long']} / {s['truncated']}"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
@@ -119,7 +119,8 @@ NOTES = (
     "the run's mean letter prior subtracted. *single order*: the shuffled order as shown. "
     "± is the standard deviation over runs (each run shuffles the options with its own seed). "
     "*hit@k*: a retrieved chunk comes from one of the item's source files; *in context*: it survived "
-    "the token budget. *misses*: wrong answers per run (cyclic) with the source not retrieved / "
+    "the token budget; *evidence in context*: every evidence quote of the item is in the prompt's "
+    "documents (the right section, not only the right page). *misses*: wrong answers per run (cyclic) with the source not retrieved / "
     "retrieved. *too long*: items whose question and options did not fit the context (counted "
     "wrong, never cut); *trimmed*: items whose retrieved chunks were cut to fit.")
 

@@ -201,11 +201,23 @@ def retrieval_fields(ctx: Context, item: MCQItem) -> dict:
     such a chunk survived the token budget; None when the item names no sources."""
     from assistant.eval.retrieval import first_hit_rank
 
+    evidence = {"evidence_hit": evidence_in(item.evidence, ctx.kept) if item.evidence else None}
     if not item.sources:
-        return {"retrieval_rank": None, "retrieval_hit": None, "context_hit": None}
+        return {"retrieval_rank": None, "retrieval_hit": None, "context_hit": None, **evidence}
     rank = first_hit_rank([h.path for h in ctx.retrieved], item.sources)
     return {"retrieval_rank": rank, "retrieval_hit": rank > 0,
-            "context_hit": first_hit_rank([h.path for h in ctx.kept], item.sources) > 0}
+            "context_hit": first_hit_rank([h.path for h in ctx.kept], item.sources) > 0, **evidence}
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def evidence_in(evidence: Sequence[str], hits: Sequence[Hit]) -> bool:
+    """Every evidence quote is in the prompt's documents (case and whitespace aside). Stricter
+    than context_hit: the right page can be in the prompt with the wrong section of it."""
+    docs = _squash(" ".join(h.text for h in hits))
+    return all(_squash(e) in docs for e in evidence)
 
 
 def evaluate(items: Sequence[MCQItem], models: dict, modes: Sequence[str], runs: int = 10, seed: int = 0,
@@ -304,6 +316,10 @@ def summarize(rows: Sequence[dict]) -> list[dict]:
         if judged:
             s["hit_at_k"] = sum(r["retrieval_hit"] for r in judged) / len(judged)
             s["context_hit"] = sum(bool(r["context_hit"]) for r in judged) / len(judged)
+        with_evidence = [r for r in first if r.get("evidence_hit") is not None]
+        if with_evidence:
+            s["evidence_hit"] = sum(r["evidence_hit"] for r in with_evidence) / len(with_evidence)
+        if judged:
             wrong = [r for r in group if r.get("retrieval_hit") is not None and not r[f"correct_{head}"]]
             s["miss_retrieval"] = sum(not r["retrieval_hit"] for r in wrong) / len(runs)
             s["miss_model"] = sum(bool(r["retrieval_hit"]) for r in wrong) / len(runs)

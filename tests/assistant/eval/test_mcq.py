@@ -70,3 +70,13 @@ def test_a_file_without_any_usable_item_is_an_error(tmp_path):
 def test_public_set_still_reads(nitro_mcq):
     items = read_mcq(nitro_mcq, warn=lambda m: pytest.fail(m))
     assert len(items) == 40
+    assert all(i.evidence for i in items)  # "a || b" quotes are split into a list
+    assert any(len(i.evidence) > 1 for i in items) and not any("||" in e for i in items for e in i.evidence)
+
+
+def test_evidence_as_a_list_or_joined_and_optional(tmp_path):
+    rows = [{"id": "joined", "question": "q", "choices": ["a", "b"], "answer": "A", "evidence": "x: 1 || y: 2"},
+            {"id": "list", "question": "q", "choices": ["a", "b"], "answer": "A", "evidence": ["z", " "]},
+            {"id": "none", "question": "q", "choices": ["a", "b"], "answer": "A"}]
+    items = {i.id: i.evidence for i in read_mcq(_jsonl(tmp_path / "m.jsonl", rows))}
+    assert items == {"joined": ["x: 1", "y: 2"], "list": ["z"], "none": []}

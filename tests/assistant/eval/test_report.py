@@ -29,6 +29,21 @@ def test_summary_mean_std_hit_and_attribution():
     # wrong answers: run 0 misses q2 (retrieved) and q3 (not retrieved) -> 1 + 1 over 2 runs
     assert s["miss_retrieval"] == pytest.approx(0.5) and s["miss_model"] == pytest.approx(0.5)
     assert s["top_letter"] == "C" and s["top_letter_share"] == 1.0
+    assert "evidence_hit" not in s  # items without evidence quotes: no such number
+
+
+def test_evidence_in_context_counts_items_that_have_quotes():
+    from assistant.eval.scoring import evidence_in
+    from assistant.rag.hits import Hit
+
+    docs = [Hit(path="a.md", heading="", text="Windows:  `PowerShell` are\nrequired."),
+            Hit(path="a.md", heading="", text="Linux: curl")]
+    assert evidence_in(["windows: `powershell` are required."], docs)
+    assert not evidence_in(["`PowerShell` are required", "macOS: brew"], docs)  # every quote must be there
+    rows = [{**r, "evidence_hit": {"q0": True, "q1": False, "q2": None}.get(r["id"], True)} for r in _rows()]
+    s = summarize(rows)[0]
+    assert s["evidence_hit"] == pytest.approx(2 / 3)
+    assert "| 75.0 | 75.0 | 66.7 |" in markdown_table([s])
 
 
 def test_write_eval_files_exist_and_png_opens(tmp_path):
