@@ -241,8 +241,8 @@ def _plan_imported(budget_s: float, usable: float, r: Rates, w: Workload) -> Pla
     sft, dpo = min(lo, nat_sft), min(lo, nat_dpo)
     notes = []
     if lo < max(nat_sft, nat_dpo):
-        notes.append(f"the recipe's epochs over all {rows} pairs would take {nat_sft} sft steps: "
-                     f"capped at {lo} to fit the budget")
+        notes.append(f"training capped at {lo} steps to fit the budget (the recipe's epochs stop it "
+                     f"sooner if its rows run out; {rows} pairs as answer rows would be {nat_sft})")
     return Plan(budget_s, max_chunks=None, max_steps=lo, pairs=rows, sft_steps=sft, dpo_steps=dpo,
                 stage_s={"data": data_s, "train": train_s(lo)}, notes=notes)
 
