@@ -89,6 +89,16 @@ def test_grouped_rows_ask_every_question_of_a_chunk_once_over_one_set_of_documen
                                    for r in single)
 
 
+def test_a_turn_that_an_earlier_answer_of_its_row_gives_away_is_counted():
+    pairs = [{"question": "What is the default ctx_len?", "answer": "The default `ctx_len` is 2048.", "chunk_id": "s1"},
+             {"question": "How long is the context by default?", "answer": "2048 tokens (`ctx_len`).", "chunk_id": "s1"},
+             {"question": "Is continuous batching on?", "answer": "No, `cont_batching` is false.", "chunk_id": "s1"}]
+    one_chat = mcq_rows(pairs, CHUNKS, POOL, n_docs=2, seed=3, per_row=8, cloze_per_chunk=0)[1]
+    apart = mcq_rows(pairs, CHUNKS, POOL, n_docs=2, seed=3, per_row=1, cloze_per_chunk=0)[1]
+    # the two ctx_len answers agree (and each answer-cloze item blanks a value of its pair's answer)
+    assert one_chat["reading_answer_given_away_in_row"] >= 1 and apart["reading_answer_given_away_in_row"] == 0
+
+
 def test_cloze_per_chunk_sets_how_many_teacher_free_questions_a_chunk_gives():
     counts = {n: mcq_rows([], CHUNKS, POOL, n_docs=2, seed=1, cloze_per_chunk=n)[1]["reading_cloze"]
               for n in (0, 1, 6)}
