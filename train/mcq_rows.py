@@ -29,6 +29,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter, defaultdict
+from typing import NamedTuple
 
 from assistant.chat.prompts import rag_user_message
 from assistant.eval.mcq import LETTERS
@@ -142,12 +143,19 @@ def near_misses(answer: str, path: str, vocab: Vocabulary, rng: random.Random, n
     return out
 
 
-def mcq_item(question: str, right: str, wrong: list[str], rng: random.Random) -> tuple[str, str]:
-    """(question with its lettered options, the right letter); `wrong` holds at least
+class Item(NamedTuple):
+    chunk: Hit  # the answering chunk
+    block: str  # the question with its lettered options
+    letter: str  # the right option's letter
+    right: str  # the right option's text
+
+
+def mcq_item(chunk: Hit, question: str, right: str, wrong: list[str], rng: random.Random) -> Item:
+    """The question with `right` and distractors in a random order; `wrong` holds at least
     N_OPTIONS - 1 distinct distractors."""
     options = [right] + wrong[: N_OPTIONS - 1]
     rng.shuffle(options)
-    return format_question(question, options), LETTERS[options.index(right)]
+    return Item(chunk, format_question(question, options), LETTERS[options.index(right)], right)
 
 
 def pick_docs(oracle: Hit, pool: list[Hit], n_docs: int, rng: random.Random) -> list[Hit]:
@@ -186,7 +194,6 @@ def _distinct(right: str, candidates: list[str]) -> list[str]:
     return out
 
 
-Item = tuple[Hit, str, str]  # (answering chunk, question with options, right letter)
 AGREE_JACCARD = 0.5
 
 
@@ -220,7 +227,7 @@ def pair_items(pairs: list[dict], chunks: dict[str, Hit], vocab: Vocabulary, see
             kinds["too_few_options"] += 1
             continue
         kinds["near_miss_options"] += min(len(near), N_OPTIONS - 1)
-        items.append((oracle, *mcq_item(p["question"], right, wrong, rng)))
+        items.append(mcq_item(oracle, p["question"], right, wrong, rng))
     kinds["from_pairs"] = len(items)
     return items, kinds
 
@@ -234,7 +241,7 @@ def blank_item(chunk: Hit, text: str, span: str, ask: str, vocab: Vocabulary, rn
     if len(wrong) < N_OPTIONS - 1:
         return None
     blanked = text.replace(span, "____", 1)
-    return (chunk, *mcq_item(f"{ask}\n\"{blanked}\"", span, wrong, rng))
+    return mcq_item(chunk, f"{ask}\n\"{blanked}\"", span, wrong, rng)
 
 
 def answer_cloze_items(pairs: list[dict], chunks: dict[str, Hit], vocab: Vocabulary, seed: int) -> list[Item]:
@@ -275,17 +282,11 @@ def cloze_items(pool: list[Hit], vocab: Vocabulary, seed: int, per_chunk: int = 
     return items
 
 
-def right_answer(item: Item) -> str:
-    """The text of an item's right option."""
-    _, block, letter = item
-    return next(line for line in block.split("\n")[-N_OPTIONS:] if line.startswith(f"{letter}. "))[3:]
-
-
 def gives_away(a: Item, b: Item) -> bool:
     """Whether one item's answered turn, earlier in a chat, would give the other its answer: the
     two answers agree (the Q&A data asks one fact many ways; an answer-cloze item's value is in
     its pair's answer; two cloze lines blank one value)."""
-    return agrees(right_answer(a), right_answer(b))
+    return agrees(a.right, b.right)
 
 
 def group_rows(items: list[Item], pool: list[Hit], n_docs: int, per_row: int, seed: int
@@ -297,7 +298,7 @@ def group_rows(items: list[Item], pool: list[Hit], n_docs: int, per_row: int, se
     Keeping them apart costs ~40 % more rows on Nitro; counted, not yet changed (card: next list)."""
     by_chunk: dict[str, list[Item]] = defaultdict(list)
     for it in items:
-        by_chunk[it[0].chunk_id].append(it)
+        by_chunk[it.chunk.chunk_id].append(it)
     rows, given_away = [], 0
     for chunk_id, group in by_chunk.items():
         rng = random.Random(f"{seed}/group/{chunk_id}")
@@ -305,8 +306,8 @@ def group_rows(items: list[Item], pool: list[Hit], n_docs: int, per_row: int, se
         for i in range(0, len(group), per_row):
             part = group[i:i + per_row]
             given_away += sum(any(gives_away(it, o) for o in part[:j]) for j, it in enumerate(part))
-            rows.append(conversation_row([(block, letter) for _, block, letter in part],
-                                         pick_docs(part[0][0], pool, n_docs, rng)))
+            rows.append(conversation_row([(it.block, it.letter) for it in part],
+                                         pick_docs(part[0].chunk, pool, n_docs, rng)))
     return rows, given_away
 
 

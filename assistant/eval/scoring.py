@@ -198,7 +198,8 @@ def generate_answer(model, item: MCQItem, mode: str, ctx: Context, order: tuple[
 
 def retrieval_fields(ctx: Context, item: MCQItem) -> dict:
     """Rank of the first retrieved chunk from one of the item's sources (0: none), and whether
-    such a chunk survived the token budget; None when the item names no sources."""
+    such a chunk survived the token budget; None when the item names no sources. evidence_hit:
+    evidence_in for the item's quotes; None when it has none."""
     from assistant.eval.retrieval import first_hit_rank
 
     evidence = {"evidence_hit": evidence_in(item.evidence, ctx.kept) if item.evidence else None}
@@ -313,13 +314,12 @@ def summarize(rows: Sequence[dict]) -> list[dict]:
             s["top_letter"], s["top_letter_share"] = top, picks.count(top) / len(picks)
             s["letter_mass"] = float(np.mean([r["letter_mass"] for r in group if "letter_mass" in r]))
         judged = [r for r in first if r.get("retrieval_hit") is not None]
-        if judged:
-            s["hit_at_k"] = sum(r["retrieval_hit"] for r in judged) / len(judged)
-            s["context_hit"] = sum(bool(r["context_hit"]) for r in judged) / len(judged)
         with_evidence = [r for r in first if r.get("evidence_hit") is not None]
         if with_evidence:
             s["evidence_hit"] = sum(r["evidence_hit"] for r in with_evidence) / len(with_evidence)
         if judged:
+            s["hit_at_k"] = sum(r["retrieval_hit"] for r in judged) / len(judged)
+            s["context_hit"] = sum(bool(r["context_hit"]) for r in judged) / len(judged)
             wrong = [r for r in group if r.get("retrieval_hit") is not None and not r[f"correct_{head}"]]
             s["miss_retrieval"] = sum(not r["retrieval_hit"] for r in wrong) / len(runs)
             s["miss_model"] = sum(bool(r["retrieval_hit"]) for r in wrong) / len(runs)

@@ -129,10 +129,10 @@ def test_answer_cloze_blanks_a_value_the_answering_chunk_states_and_offers_same_
              {"question": "How do I turn on embeddings?", "answer": "Set `embedding` to true.", "chunk_id": "s2"},
              {"question": "What is the port?", "answer": "It is 9999, a port no chunk states.", "chunk_id": "s1"}]
     items = answer_cloze_items(pairs, CHUNKS, Vocabulary(POOL), seed=0)
-    assert items and all(h.chunk_id in ("s1", "s2") for h, _, _ in items)
-    for oracle, block, letter in items:
+    assert items and all(h.chunk_id in ("s1", "s2") for h, _, _, _ in items)
+    for oracle, block, letter, _ in items:
         options = [ln[3:] for ln in block.split("\n") if ln[:3] in ("A. ", "B. ", "C. ", "D. ")]
         right = options["ABCD".index(letter)]
         assert "____" in block and right in oracle.text and right not in block.split("\n\nA. ")[0]
         assert len({span_kind(o) for o in options}) == 1  # look-alikes of the blanked value's kind
-    assert not any("9999" in block for _, block, _ in items)  # a value the docs do not state is never asked
+    assert not any("9999" in block for _, block, _, _ in items)  # a value the docs do not state is never asked
