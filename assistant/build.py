@@ -138,6 +138,7 @@ class Build:
         self.progress = progress
         self.say = say or (lambda msg: None)
         self.state_path = self.dir / "state.json"
+        self.asked_max_steps = cfg.max_steps  # before a plan lowers it
         self.state = self._load_state()
 
     def _load_state(self) -> dict:
@@ -165,8 +166,12 @@ class Build:
                 self.say(f"✓ {stage}: done earlier ({done.get('seconds', 0):.0f}s), settings unchanged - skipped")
                 if stage == "plan":  # a resumed build keeps the stored plan instead of re-measuring
                     self._apply_plan(done.get("result", {}))
+                if stage == "data" and done.get("result", {}).get("fit"):  # ... and its refit
+                    self._apply_fit(done["result"]["fit"])
             else:
                 planned = self.state["stages"].get("plan", {}).get("result", {}).get("stage_s", {}).get(stage)
+                if stage == "train":
+                    planned = (self.result("data").get("fit") or {}).get("train_s", planned)
                 eta = time.strftime("%H:%M", time.localtime(time.time() + planned)) if planned else ""
                 self.say(f"▶ {stage}" + (f" (planned {planned / 60:.1f} min, ETA {eta})" if planned else ""))
                 t0 = time.perf_counter()
@@ -190,6 +195,11 @@ class Build:
                 asked = getattr(self.cfg, field)
                 setattr(self.cfg, field, min(asked, plan[field]) if asked else plan[field])
 
+    def _apply_fit(self, fit: dict) -> None:
+        """The data stage's refit of the step cap (train.budget.fit_after_data), below --max-steps."""
+        asked = self.asked_max_steps
+        self.cfg.max_steps = min(asked, fit["max_steps"]) if asked else fit["max_steps"]
+
     # --- stages ----------------------------------------------------------------------------
     def stage_plan(self) -> dict:
         from train.budget import plan_for_build
@@ -207,6 +217,7 @@ class Build:
         return index_path(self.settings, Path(self.cfg.corpus), name=self.cfg.name, progress=self.progress).to_dict()
 
     def stage_data(self) -> dict:
+        started = time.perf_counter()
         out = self.dir / "data"
         if self.cfg.data:
             from train.data_import import import_qa
@@ -228,7 +239,19 @@ class Build:
             overlap = {k: rep[k] for k in ("threshold", "questions", "overlapping_questions", "rows_dropped")}
             self.say(f"overlap with {Path(self.cfg.mcq).name}: {rep['rows_dropped']} training row(s) dropped "
                      f"({rep['overlapping_questions']} question(s) at cosine >= {rep['threshold']})")
-        return {"dir": str(out), "counts": summary.get("counts", {}), "overlap": overlap,
+        fit = None
+        if self.cfg.budget and self.result("plan"):
+            # the real rows and the time left refit the plan's step cap (more epochs where they fit)
+            from train.budget import fit_after_data
+
+            spent = sum(self.state["stages"].get(s, {}).get("seconds", 0.0) for s in ("index", "plan"))
+            fit = fit_after_data(self.settings, self.cfg, out, spent + time.perf_counter() - started,
+                                 self.result("plan"))
+            if fit:
+                self._apply_fit(fit)
+                self.say(f"fit: {fit['max_steps']} training steps, {fit['epochs']} epochs of {fit['epoch_steps']} "
+                         f"(~{fit['train_s'] / 60:.1f} min), fit the time left")
+        return {"dir": str(out), "counts": summary.get("counts", {}), "overlap": overlap, "fit": fit,
                 "teacher": summary.get("teacher", {"name": "imported " + Path(self.cfg.data or "").name})}
 
     def stage_train(self) -> dict:

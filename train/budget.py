@@ -1,5 +1,7 @@
 """Fit a build into a time budget: measure this machine, then size the data and the training.
 
+    from train.measure import measure_rates
+
     rates = measure_rates(student="qwen2.5-coder-0.5b", teacher="qwen2.5-coder-1.5b", settings=s,
                           sft_params=recipe_sft_params, work_dir=Path("build/plan"))
     plan = plan_budget(90 * 60, rates, Workload(chunks=412, eval_items=40, general_items=30))
@@ -14,6 +16,10 @@ certain. The plan keeps `margin` of the budget free for the error. plan_budget i
 searches the largest data size (synthesis: chunks; imported Q&A: the step cap) whose data +
 train + quantize + evaluate time fits; synthesized data is sized so the recipe's epochs over it
 fit (pairs that training never reaches would waste teacher time).
+
+With `lora_layers`, steps after the first epoch skip the frozen layers (train/layer_cache.py), so
+the plan charges them at the cached speed, also measured. Once the data exists, the build fits the
+training steps again to its real size and the time left (fit_train_steps).
 """
 from __future__ import annotations
 
@@ -36,6 +42,9 @@ ROTATIONS = 4               # cyclic scoring: every item under each of 4 letter 
 OPTION_TOKENS = 80          # what a further rotation re-reads: the four options and the reply cue
 HYBRID_DRAFT = 48           # tokens of hybrid mode's draft answer (its retrieval query)
 OVERHEAD = 1.15             # retries, model loading, Python between the calls
+TRAIN_OVERHEAD = 1.05       # model loading, tokenizing, checkpoints (build v4: 2435 s for a measured 2390)
+READING_PAIR_TOKENS = 90    # reading rows (train/mcq_rows.py) per imported pair (Nitro: 265k tokens, 3000 pairs)
+FIT_MARGIN = 0.10           # after the data stage: what is left to guess is training and evaluation only
 DPO_BATCH = 4               # rows a DPO step on CPU (train.common.detect_device)
 DPO_COST = 2 * 4 / 3        # chosen + rejected, plus the reference forward (a third of fwd+bwd)
 MERGE_S_PER_GB = 40.0       # one SLERP candidate: read two models, merge, write (per GB of HF weights)
@@ -55,6 +64,7 @@ class Rates:
     model_gb: float = 1.0              # HF weights of the student (merge / conversion cost)
     spent_s: float = 0.0               # budget already used (index, measuring)
     measure_s: float = 0.0
+    train_cached_tokens_per_s: float | None = None  # from the second epoch, frozen layers cached
 
 
 @dataclass
@@ -69,6 +79,7 @@ class Workload:
     distractors: int = 3
     max_length: int = 1024
     sft_epochs: float = 2.0
+    reading_only: bool = False         # the sft stage trains on reading rows (train/mcq_rows.py) only
     dpo_epochs: float = 1.0
     has_dpo: bool = True
     merge_candidates: int = 4          # merge stage: sweep size (1 without a sweep, 0 without merge)
@@ -124,6 +135,15 @@ def _sft_step_s(w: Workload, r: Rates) -> float:
     return w.max_length * PACK_FILL / r.train_tokens_per_s
 
 
+def sft_s(steps: int, epoch_steps: int, max_length: int, r: Rates) -> float:
+    """Seconds of `steps` packed sft steps: the first epoch at the full speed, the later ones at
+    the cached speed where the frozen layers are cached (train/layer_cache.py)."""
+    step_tokens = max_length * PACK_FILL
+    first = min(steps, max(1, epoch_steps))
+    later = r.train_cached_tokens_per_s or r.train_tokens_per_s
+    return step_tokens * (first / r.train_tokens_per_s + (steps - first) / later)
+
+
 def _dpo_step_s(w: Workload, r: Rates) -> float:
     return DPO_BATCH * DPO_COST * CLOSED_ROW / r.train_tokens_per_s
 
@@ -131,7 +151,7 @@ def _dpo_step_s(w: Workload, r: Rates) -> float:
 def natural_steps(pairs: int, w: Workload) -> tuple[int, int]:
     """(sft, dpo) optimizer steps the recipe's epochs take over `pairs` Q&A pairs (each pair is
     a closed-book and a with-context sft row; one dpo row at most)."""
-    tokens = pairs * (CLOSED_ROW + _rag_row(w))
+    tokens = pairs * (READING_PAIR_TOKENS if w.reading_only else CLOSED_ROW + _rag_row(w))
     sft = math.ceil(w.sft_epochs * tokens / (w.max_length * PACK_FILL))
     dpo = math.ceil(w.dpo_epochs * pairs / DPO_BATCH) if w.has_dpo else 0
     return sft, dpo
@@ -168,12 +188,35 @@ def fixed_stage_s(w: Workload, r: Rates) -> dict[str, float]:
         per_model += w.eval_items * (item / r.student_prompt_tps + draft)
     per_model += w.general_items * general / r.student_prompt_tps
     evaluate = 2 * per_model + 2 * 15  # base and tuned, + their decode-speed check
-    return {"merge": OVERHEAD * merge, "quantize": OVERHEAD * quant, "evaluate": OVERHEAD * evaluate,
-            "report": 10.0}
+    # no OVERHEAD on the evaluation: its token counts already err high (build v4 planned 1,521 s
+    # with it and took 1,182; the formula alone gives 1,322)
+    return {"merge": OVERHEAD * merge, "quantize": OVERHEAD * quant, "evaluate": evaluate, "report": 10.0}
 
 
-def _train_s(sft_steps: int, dpo_steps: int, w: Workload, r: Rates) -> float:
-    return OVERHEAD * (sft_steps * _sft_step_s(w, r) + dpo_steps * _dpo_step_s(w, r))
+def _train_s(sft_steps: int, dpo_steps: int, w: Workload, r: Rates, pairs: int = 0) -> float:
+    epoch_steps = math.ceil(natural_steps(pairs, w)[0] / w.sft_epochs) if w.sft_epochs else sft_steps
+    return TRAIN_OVERHEAD * (sft_s(sft_steps, epoch_steps, w.max_length, r) + dpo_steps * _dpo_step_s(w, r))
+
+
+def fit_train_steps(budget_s: float, spent_s: float, after_s: float, epoch_steps: int, epochs: float,
+                    max_length: int, rates: Rates, margin: float = FIT_MARGIN) -> tuple[int, float]:
+    """(sft steps, their seconds) that fit what is left of the budget once the data exists:
+    `spent_s` so far, `after_s` planned for the stages after training, `epoch_steps` the packed
+    steps of one epoch of the real rows; never more than the recipe's `epochs`."""
+    room = budget_s * (1 - margin) - spent_s - after_s
+    most = max(1, math.ceil(epochs * epoch_steps))
+
+    def cost(n: int) -> float:
+        return TRAIN_OVERHEAD * sft_s(n, epoch_steps, max_length, rates)
+
+    if cost(1) > room:
+        raise OnboardError(f"--budget {budget_s / 60:.0f}m: after {spent_s / 60:.0f} min of index, plan and data, "
+                           "no training step fits before the evaluation; raise --budget")
+    lo, hi = 1, most
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if cost(mid) <= room else (lo, mid - 1)
+    return lo, round(cost(lo), 1)
 
 
 def plan_budget(budget_s: float, rates: Rates, work: Workload, margin: float = 0.15) -> Plan:
@@ -209,7 +252,7 @@ def _plan_synth(budget_s: float, usable: float, r: Rates, w: Workload) -> Plan:
 
     def cost(n: int) -> tuple[float, float, int, int]:
         sft, dpo = natural_steps(n * w.questions_per_chunk, w)
-        return n * per_chunk, _train_s(sft, dpo, w, r), sft, dpo
+        return n * per_chunk, _train_s(sft, dpo, w, r, n * w.questions_per_chunk), sft, dpo
 
     if usable <= 0 or sum(cost(1)[:2]) > usable:
         raise _too_small(budget_s, budget_s - usable, fixed_stage_s(w, r))
@@ -229,7 +272,7 @@ def _plan_imported(budget_s: float, usable: float, r: Rates, w: Workload) -> Pla
     nat_sft, nat_dpo = natural_steps(rows, w)
 
     def train_s(cap: int) -> float:
-        return _train_s(min(cap, nat_sft), min(cap, nat_dpo), w, r)
+        return _train_s(min(cap, nat_sft), min(cap, nat_dpo), w, r, rows)
 
     room = usable - data_s
     if room <= 0 or train_s(1) > room:
@@ -242,107 +285,9 @@ def _plan_imported(budget_s: float, usable: float, r: Rates, w: Workload) -> Pla
     notes = []
     if lo < max(nat_sft, nat_dpo):
         notes.append(f"training capped at {lo} steps to fit the budget (the recipe's epochs stop it "
-                     f"sooner if its rows run out; {rows} pairs as answer rows would be {nat_sft})")
+                     f"sooner if its rows run out; the recipe's epochs over {rows} pairs would be ~{nat_sft})")
     return Plan(budget_s, max_chunks=None, max_steps=lo, pairs=rows, sft_steps=sft, dpo_steps=dpo,
                 stage_s={"data": data_s, "train": train_s(lo)}, notes=notes)
-
-
-# --- measuring this machine ---------------------------------------------------------------------
-def measure_training(model_dir: Path, params, work_dir: Path, steps: int = 4, rows: int = 64,
-                     shape: str = "qa") -> float:
-    """Tokens/s of our sft stage on `model_dir`: `steps` real optimizer steps (the recipe's LoRA,
-    packing and device choices), timed from the end of the first (warm-up) step, on rows of
-    `shape` "qa" (short Q&A rows, ~half answer tokens: errs low for real mixes) or "reading" (one
-    ~max_length row a step of documents and a one-letter answer, skipping most of the LM head)."""
-    import dataclasses
-    import json
-    import shutil
-
-    from train.common import StageContext, detect_device
-    from train.sft import run_sft
-    from train.tiny import reading_rows, tiny_rows
-
-    work_dir = Path(work_dir)
-    shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
-    data = work_dir / "sft.jsonl"
-    made = reading_rows(steps + 1, int(params.max_length * 0.85)) if shape == "reading" else tiny_rows(rows)[0]
-    data.write_text("".join(json.dumps(r) + "\n" for r in made), encoding="utf-8")
-    p = dataclasses.replace(params, max_steps=None, epochs=float(steps), save_steps=10_000, holdout=0.0)
-    ctx = StageContext(out_dir=work_dir / "run", device=detect_device(), max_steps=steps, progress=False)
-    try:
-        metrics = run_sft(Path(model_dir), [data], p, ctx)
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
-    curve = [e for e in metrics.get("loss_curve", []) if e.get("tokens")]
-    if len(curve) >= 2 and curve[-1]["time_s"] > curve[0]["time_s"]:  # the first step's warm-up
-        # (allocations, first touch of the weights) once made a build plan half its steps
-        return (curve[-1]["tokens"] - curve[0]["tokens"]) / (curve[-1]["time_s"] - curve[0]["time_s"])
-    if not metrics.get("tokens_per_s"):
-        raise OnboardError(f"could not measure training speed on {model_dir}")
-    return float(metrics["tokens_per_s"])
-
-
-def measure_gguf(path: Path, settings, prompt_tokens: int = 256, gen_tokens: int = 24) -> tuple[float, float]:
-    """(prompt tokens/s, generated tokens/s) of a GGUF under llama.cpp with the settings' threads."""
-    from assistant.llm.chat_model import load_chat_model
-
-    model = load_chat_model(path, n_ctx=max(1024, prompt_tokens + gen_tokens + 8), n_threads=settings.n_threads,
-                            seed=settings.seed, kv_reuse=False)
-    llm = model.llm
-    text = ("The server reads its configuration at start-up, loads the model named in the request, "
-            "and answers on the port given in the settings file. ") * 40
-    tokens = llm.tokenize(text.encode("utf-8"), add_bos=True)[:prompt_tokens]
-    with model.lock:
-        llm.reset()
-        t0 = time.perf_counter()
-        llm.create_completion(tokens, max_tokens=1, temperature=0.0)
-        prompt_s = time.perf_counter() - t0
-        t0 = time.perf_counter()  # same prompt again: llama.cpp keeps it, so this is generation
-        out = llm.create_completion(tokens, max_tokens=gen_tokens, temperature=0.0,
-                                    logit_bias={llm.token_eos(): -100.0})
-        gen_s = time.perf_counter() - t0
-        llm.reset()
-    generated = max(1, out.get("usage", {}).get("completion_tokens", 1))
-    return len(tokens) / prompt_s, generated / gen_s
-
-
-def measure_http_teacher(url: str, model: str | None) -> tuple[float, float]:
-    """An HTTP teacher: one timed 32-token reply. Prompt speed is not separable there, so the
-    reply's whole time is charged to generation and prompts are assumed 8x faster."""
-    from train.teacher import HttpTeacher
-
-    teacher = HttpTeacher(url, model=model, retries=0)
-    t0 = time.perf_counter()
-    teacher.ask_text([{"role": "user", "content": "Count from one to forty in words."}], max_tokens=32,
-                     temperature=0.0)
-    gen = max(1, teacher.stats.completion_tokens) / (time.perf_counter() - t0)
-    return 8 * gen, gen
-
-
-def measure_rates(student: str, teacher: str | None, settings, sft_params, work_dir: Path,
-                  say=lambda msg: None, steps: int = 4, shape: str = "qa") -> Rates:
-    """Everything plan_budget needs from this machine; teacher None: no synthesis (imported data)."""
-    from assistant.llm.registry import resolve_model
-    from train.base import hf_model_dir
-
-    t0 = time.perf_counter()
-    model_dir = hf_model_dir(student, settings)
-    gb = sum(f.stat().st_size for f in model_dir.glob("*.safetensors")) / 1e9
-    say(f"measuring training speed of {student} ({steps} optimizer steps)")
-    train_tps = measure_training(model_dir, sft_params, Path(work_dir), steps=steps, shape=shape)
-    say("measuring llama.cpp speed of the student" + (" and the teacher" if teacher else ""))
-    sp, sg = measure_gguf(resolve_model(student, settings), settings)
-    tp = tg = None
-    if teacher == student:
-        tp, tg = sp, sg
-    elif teacher and teacher.startswith(("http://", "https://")):
-        tp, tg = measure_http_teacher(teacher, None)
-    elif teacher:
-        tp, tg = measure_gguf(resolve_model(teacher, settings), settings)
-    took = time.perf_counter() - t0
-    return Rates(train_tokens_per_s=train_tps, student_prompt_tps=sp, student_gen_tps=sg,
-                 teacher_prompt_tps=tp, teacher_gen_tps=tg, model_gb=round(gb, 3), measure_s=took)
 
 
 def parse_budget(text: str) -> float:
@@ -379,6 +324,8 @@ def plan_for_build(settings, cfg, build_dir: Path, index_result: dict, index_s: 
     sft, dpo, merge = of.get("sft"), of.get("dpo"), of.get("merge")
     params = sft.params if sft else SftParams()
     reading_only = bool(sft and sft.data) and all(d.startswith("reading") for d in sft.data)
+    from train.measure import measure_rates
+
     rates = measure_rates(cfg.student, None if cfg.data else cfg.teacher, settings, params,
                           Path(build_dir) / "plan-measure", say=say, shape="reading" if reading_only else "qa")
     rates.spent_s = index_s + rates.measure_s
@@ -390,10 +337,40 @@ def plan_for_build(settings, cfg, build_dir: Path, index_result: dict, index_s: 
         chunks=max(1, int(index_result.get("chunks") or 1)), chunk_tokens=settings.chunk_tokens,
         questions_per_chunk=cfg.questions_per_chunk, rephrasings=1,  # the build's synthesis writes one
         imported_rows=len(read_pairs(Path(cfg.data))) if cfg.data else None, max_length=params.max_length,
-        sft_epochs=params.epochs if sft else 0.0, dpo_epochs=dpo.params.epochs if dpo else 0.0,
+        sft_epochs=params.epochs if sft else 0.0, reading_only=reading_only, dpo_epochs=dpo.params.epochs if dpo else 0.0,
         has_dpo=dpo is not None, merge_candidates=(len(merge.params.sweep or []) or 1) if merge else 0,
         merge_eval_rows=merge.params.eval_rows if merge else 0,
         eval_items=len(items), item_tokens=item_tokens, option_tokens=option_tokens,
         general_items=len(general), general_sizes=mcq_sizes(general), runs=cfg.runs or 1, k=cfg.k,
         modes=tuple(cfg.modes), quant_types=len(cfg.quant_types))
     return plan_budget(cfg.budget, rates, work)
+
+
+def fit_after_data(settings, cfg, data_dir: Path, spent_s: float, plan: dict) -> dict | None:
+    """Refit the plan's step cap to the rows the data stage wrote and the time left, for recipes
+    whose only trainer is sft (a dpo stage keeps the plan's cap). None: nothing to refit."""
+    from train.base import hf_model_dir
+    from train.common import load_rows
+    from train.recipe import load_recipe
+
+    stages = load_recipe(cfg.recipe).stages
+    sft = [s for s in stages if s.type == "sft"]
+    if len(sft) != 1 or any(s.type == "dpo" for s in stages) or not plan.get("rates"):
+        return None
+    params = sft[0].params
+    files = [Path(data_dir) / d for d in sft[0].data]
+    if not all(f.is_file() for f in files):
+        return None
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(hf_model_dir(cfg.student, settings))
+    tokens = 0
+    for row in load_rows(files, "sft", mixed=True):
+        for m in row.get("messages") or row["prompt"] + row["completion"]:
+            tokens += len(tok(m["content"])["input_ids"]) + 5  # + the chat template's turn markers
+    epoch_steps = max(1, math.ceil(tokens / (params.max_length * PACK_FILL)))
+    rates = Rates(**{k: v for k, v in plan["rates"].items() if k in Rates.__dataclass_fields__})
+    after = sum(plan.get("stage_s", {}).get(k, 0.0) for k in ("quantize", "evaluate", "report"))
+    steps, train_s = fit_train_steps(cfg.budget, spent_s, after, epoch_steps, params.epochs, params.max_length, rates)
+    return {"tokens_per_epoch": tokens, "epoch_steps": epoch_steps, "max_steps": steps,
+            "epochs": round(steps / epoch_steps, 2), "train_s": train_s, "after_s": round(after, 1)}

@@ -55,6 +55,7 @@ class TrainParams:
 class SftParams(TrainParams):
     packing: bool = True  # best-fit packing, padding-free: no compute spent on pad tokens
     holdout: float = 0.0  # fraction of rows kept out of training (written to heldout.jsonl)
+    cache_frozen_layers: bool = True  # with lora_layers: reuse the frozen layers' output from epoch 2 (train/layer_cache.py)
 
 
 @dataclass

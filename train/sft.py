@@ -22,7 +22,8 @@ Speed: sequences are packed best-fit-decreasing and fed padding-free (trl's coll
 example boundaries and train/attention.py runs attention per example, so packed
 examples never attend to each other and no work is spent on the cross-example blocks); no eval
 loop; gradient checkpointing only on CUDA; bf16 autocast on CPUs with AMX; the LM head scores
-only answer tokens. Output: <out>/model (merged, safetensors + tokenizer).
+only answer tokens; with `lora_layers`, the frozen bottom layers run once per row, not once per
+epoch (train/layer_cache.py). Output: <out>/model (merged, safetensors + tokenizer).
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ from train.common import (
     train_metrics,
     training_args_kwargs,
 )
+from train.layer_cache import frozen_layer_cache
 from train.recipe import SftParams
 
 
@@ -146,10 +148,12 @@ def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageCon
     stop_at_epochs(trainer, p.epochs)
     resume = last_checkpoint(ctx.ckpt_dir)
     started = time.time()
-    with answer_only_scoring():
+    with answer_only_scoring(), frozen_layer_cache(trainer.model, enabled=p.cache_frozen_layers and p.epochs > 1) as cache:
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     metrics = train_metrics(trainer, result, callback, started, resume)
     metrics.update(rows=len(rows), train_rows=len(train_rows), heldout_rows=len(heldout))
+    if cache.enabled:
+        metrics["layer_cache"] = cache.summary()
     save_merged(trainer, tok, ctx.model_dir, ctx.device.torch_dtype)
     return metrics
 

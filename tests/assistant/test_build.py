@@ -134,3 +134,29 @@ def test_budget_plan_is_stored_and_kept_by_a_resumed_build(tmp_path):
     b2 = Build(s, cfg2, tmp_path / "b")  # a new process after a kill: the stored plan, not a new one
     b2.run(stages=funcs(b2))
     assert calls == [] and (b2.cfg.max_chunks, b2.cfg.max_steps) == (7, 9)
+
+
+def test_data_stage_refit_raises_the_cap_and_is_kept_by_a_resumed_build(tmp_path):
+    s = load_settings()
+    (tmp_path / "docs").mkdir()
+    plan = {"max_chunks": None, "max_steps": 11, "stage_s": {"train": 600.0}}
+    fit = {"max_steps": 25, "train_s": 900.0}
+
+    def funcs(build):
+        def plan_stage():
+            build._apply_plan(plan)
+            return plan
+
+        def data_stage():
+            build._apply_fit(fit)
+            return {"fit": fit}
+        return {"index": lambda: {}, "plan": plan_stage, "data": data_stage}
+
+    for asked, want in ((None, 25), (9, 9)):
+        out = tmp_path / f"b{asked}"
+        b = Build(s, make_config(s, BuildConfig(str(tmp_path / "docs"), name="t", budget=5400, max_steps=asked)), out)
+        b.run(stages=funcs(b))
+        assert b.cfg.max_steps == want  # the refit may raise the plan's cap, never above --max-steps
+        b2 = Build(s, make_config(s, BuildConfig(str(tmp_path / "docs"), name="t", budget=5400, max_steps=asked)), out)
+        b2.run(stages={k: (lambda: {}) for k in ("index", "plan", "data")})  # resumed: all skipped
+        assert b2.cfg.max_steps == want

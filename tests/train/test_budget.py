@@ -6,7 +6,8 @@ import dataclasses
 import pytest
 
 from assistant.errors import OnboardError
-from train.budget import Rates, Workload, measure_gguf, measure_training, natural_steps, plan_budget
+from train.budget import Rates, Workload, fit_train_steps, natural_steps, plan_budget, sft_s
+from train.measure import measure_gguf, measure_training, measure_training_speeds
 
 # Roughly a 0.5B student and a 1.5B teacher on 2 cores.
 RATES = Rates(train_tokens_per_s=80, student_prompt_tps=700, student_gen_tps=25,
@@ -71,6 +72,13 @@ def test_measurement_on_tiny_models(tiny_llama_dir, smollm_gguf, tmp_path):
     reading = measure_training(tiny_llama_dir, SftParams(lora_r=8, lora_alpha=16, max_length=256),
                                tmp_path / "r", steps=2, shape="reading")
     assert reading > 0 and not (tmp_path / "r").exists()
+    # top layer adapted: steps 3-4 are a second epoch over two rows, on the frozen-layer cache
+    full, cached = measure_training_speeds(tiny_llama_dir, SftParams(lora_r=8, lora_alpha=16, max_length=256,
+                                                                     lora_layers=1), tmp_path / "c", steps=4,
+                                           shape="reading")
+    assert full > 0 and cached > 0 and not (tmp_path / "c").exists()
+    assert measure_training_speeds(tiny_llama_dir, SftParams(lora_r=8, lora_alpha=16, max_length=256),
+                                   tmp_path / "n", steps=3, shape="reading")[1] is None  # nothing frozen
     prompt_tps, gen_tps = measure_gguf(smollm_gguf, load_settings(), prompt_tokens=64, gen_tokens=8)
     assert prompt_tps > gen_tps > 0  # prompt tokens are batched, generated ones are not
 
@@ -103,3 +111,54 @@ def test_the_general_set_is_sized_by_its_own_items():
     as_domain = fixed_stage_s(dataclasses.replace(WORK, general_items=40), RATES)["evaluate"]
     own = fixed_stage_s(dataclasses.replace(WORK, general_items=40, general_sizes=(92, 20)), RATES)["evaluate"]
     assert own < as_domain
+
+
+def test_cached_epochs_are_charged_at_the_cached_speed():
+    fast = dataclasses.replace(RATES, train_cached_tokens_per_s=120)
+    one_epoch = sft_s(10, 10, 1024, RATES)
+    assert sft_s(10, 10, 1024, fast) == pytest.approx(one_epoch)  # the first epoch is not cached
+    assert sft_s(30, 10, 1024, fast) == pytest.approx(one_epoch * (1 + 2 * 80 / 120))
+    assert sft_s(30, 10, 1024, RATES) == pytest.approx(3 * one_epoch)  # no cached speed measured
+    # the imported-data plan gets more steps out of the same budget with the cache
+    work = dataclasses.replace(WORK, imported_rows=3000, reading_only=True, max_length=3072, sft_epochs=4,
+                               has_dpo=False, merge_candidates=0)
+    no_teacher = dataclasses.replace(RATES, teacher_prompt_tps=None, teacher_gen_tps=None, train_tokens_per_s=160)
+    plain = plan_budget(90 * 60, no_teacher, work)
+    cached = plan_budget(90 * 60, dataclasses.replace(no_teacher, train_cached_tokens_per_s=240), work)
+    assert cached.max_steps > plain.max_steps > 93 and cached.total_s <= 90 * 60 * 0.85 + 1  # 93: one epoch
+
+
+def test_fit_after_the_data_uses_the_time_left():
+    rates = dataclasses.replace(RATES, train_tokens_per_s=160, train_cached_tokens_per_s=240)
+    steps, secs = fit_train_steps(5400, 300, 1500, epoch_steps=90, epochs=4, max_length=3072, rates=rates)
+    assert 90 < steps < 360 and secs <= 5400 * 0.9 - 1800
+    more, _ = fit_train_steps(5400, 300, 1000, epoch_steps=90, epochs=4, max_length=3072, rates=rates)
+    assert more > steps  # a cheaper evaluation leaves more time to train
+    assert fit_train_steps(5400, 0, 0, epoch_steps=10, epochs=2, max_length=3072, rates=rates)[0] == 20
+    with pytest.raises(OnboardError, match="raise --budget"):
+        fit_train_steps(600, 500, 100, epoch_steps=90, epochs=4, max_length=3072, rates=rates)
+
+
+def test_fit_after_data_counts_the_real_rows(tiny_llama_dir, tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from assistant.settings import load_settings
+    from train.budget import fit_after_data
+    from train.tiny import reading_rows
+
+    (tmp_path / "reading.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reading_rows(6, 500)))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nbase: x\nstages:\n  - {name: sft, type: sft, model: base, data: [reading.jsonl],"
+                      " lora_layers: 1, epochs: 4, max_length: 1024}\n")
+    cfg = SimpleNamespace(recipe=str(recipe), student=str(tiny_llama_dir), budget=5400.0)
+    plan = {"rates": dataclasses.asdict(dataclasses.replace(RATES, train_cached_tokens_per_s=120)),
+            "stage_s": {"quantize": 100.0, "evaluate": 1000.0, "report": 10.0}}
+    fit = fit_after_data(load_settings(), cfg, tmp_path, 300.0, plan)
+    assert 2500 < fit["tokens_per_epoch"] < 3500  # 6 rows of ~500 tokens
+    assert fit["epoch_steps"] == -(-fit["tokens_per_epoch"] // (1024 * 0.95))  # packed 1024-token steps
+    assert fit["max_steps"] == 4 * fit["epoch_steps"] and fit["epochs"] == 4.0  # tiny: all four epochs fit
+    assert fit["after_s"] == 1110.0 and 0 < fit["train_s"] < 5400
+    dpo = tmp_path / "d.yaml"
+    dpo.write_text(recipe.read_text() + "  - {name: dpo, type: dpo, data: [reading.jsonl]}\n")
+    assert fit_after_data(load_settings(), SimpleNamespace(**{**vars(cfg), "recipe": str(dpo)}), tmp_path, 0, plan) is None
