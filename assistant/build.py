@@ -202,7 +202,7 @@ class Build:
 
     # --- stages ----------------------------------------------------------------------------
     def stage_plan(self) -> dict:
-        from train.budget import plan_for_build
+        from train.measure import plan_for_build
 
         plan = plan_for_build(self.settings, self.cfg, self.dir, self.result("index"),
                               self.state["stages"].get("index", {}).get("seconds", 0.0), say=self.say)

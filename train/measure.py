@@ -3,6 +3,7 @@
 
     rates = measure_rates(student="qwen2.5-coder-0.5b", teacher="qwen2.5-coder-1.5b", settings=s,
                           sft_params=recipe_sft_params, work_dir=Path("build/plan"))
+    plan = plan_for_build(settings, build_config, build_dir, index_result, index_s)   # both, for `onboard build`
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 from pathlib import Path
 
 from assistant.errors import OnboardError
-from train.budget import Rates
+from train.budget import Plan, Rates, Workload, mcq_sizes, plan_budget
 
 def measure_training(model_dir: Path, params, work_dir: Path, steps: int = 4, rows: int = 64,
                      shape: str = "qa") -> float:
@@ -128,3 +129,32 @@ def measure_rates(student: str, teacher: str | None, settings, sft_params, work_
                  teacher_prompt_tps=tp, teacher_gen_tps=tg, model_gb=round(gb, 3), measure_s=took)
 
 
+def plan_for_build(settings, cfg, build_dir: Path, index_result: dict, index_s: float, say=lambda m: None) -> Plan:
+    """Measure and plan for an `onboard build` config (assistant.build.BuildConfig) after its index."""
+    from assistant.eval.mcq import general_mcq_path, read_mcq
+    from train.data_import import read_pairs
+    from train.recipe import SftParams, load_recipe
+
+    recipe = load_recipe(cfg.recipe)
+    of = {s.type: s for s in reversed(recipe.stages)}  # the first stage of each type
+    sft, dpo, merge = of.get("sft"), of.get("dpo"), of.get("merge")
+    params = sft.params if sft else SftParams()
+    reading_only = bool(sft and sft.data) and all(d.startswith("reading") for d in sft.data)
+    rates = measure_rates(cfg.student, None if cfg.data else cfg.teacher, settings, params,
+                          Path(build_dir) / "plan-measure", say=say, shape="reading" if reading_only else "qa")
+    rates.spent_s = index_s + rates.measure_s
+    quiet = lambda m: None  # noqa: E731 - warnings were shown by the eval stage's own reading
+    items = read_mcq(cfg.mcq, warn=quiet) if cfg.mcq and cfg.mcq != "general" else []
+    item_tokens, option_tokens = mcq_sizes(items)
+    general = read_mcq(general_mcq_path(), warn=quiet)  # short items: sized as the domain's, ~10 min too long
+    work = Workload(
+        chunks=max(1, int(index_result.get("chunks") or 1)), chunk_tokens=settings.chunk_tokens,
+        questions_per_chunk=cfg.questions_per_chunk, rephrasings=1,  # the build's synthesis writes one
+        imported_rows=len(read_pairs(Path(cfg.data))) if cfg.data else None, max_length=params.max_length,
+        sft_epochs=params.epochs if sft else 0.0, reading_only=reading_only, dpo_epochs=dpo.params.epochs if dpo else 0.0,
+        has_dpo=dpo is not None, merge_candidates=(len(merge.params.sweep or []) or 1) if merge else 0,
+        merge_eval_rows=merge.params.eval_rows if merge else 0,
+        eval_items=len(items), item_tokens=item_tokens, option_tokens=option_tokens,
+        general_items=len(general), general_sizes=mcq_sizes(general), runs=cfg.runs or 1, k=cfg.k,
+        modes=tuple(cfg.modes), quant_types=len(cfg.quant_types))
+    return plan_budget(cfg.budget, rates, work)
