@@ -17,6 +17,8 @@ The cost is memory: hidden size x 4 bytes per token of the training data (0.5B: 
 It applies to decoder stacks that call `model.layers[i](hidden_states, **kw)` in order (Llama,
 Qwen2, Mistral and their kin), whose cached layers have no trainable weight, no dropout and one
 attention type; anything else trains exactly as without it (the context yields a disabled cache).
+The sft stage leaves it off under gradient checkpointing (CUDA): checkpointed LoRA layers need an
+input that carries a gradient, and a cached tensor does not.
 """
 from __future__ import annotations
 

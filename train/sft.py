@@ -148,7 +148,10 @@ def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageCon
     stop_at_epochs(trainer, p.epochs)
     resume = last_checkpoint(ctx.ckpt_dir)
     started = time.time()
-    with answer_only_scoring(), frozen_layer_cache(trainer.model, enabled=p.cache_frozen_layers and p.epochs > 1) as cache:
+    # gradient checkpointing (CUDA) needs the adapted layers' input to carry a gradient, which a
+    # cached tensor does not: the cache is for the CPU path
+    cache_on = p.cache_frozen_layers and p.epochs > 1 and not trainer.args.gradient_checkpointing
+    with answer_only_scoring(), frozen_layer_cache(trainer.model, enabled=cache_on) as cache:
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     metrics = train_metrics(trainer, result, callback, started, resume)
     metrics.update(rows=len(rows), train_rows=len(train_rows), heldout_rows=len(heldout))
