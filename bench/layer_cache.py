@@ -9,8 +9,9 @@ whether the two runs' losses agree.
 The cpu-specialist recipe's settings: LoRA r 256 / alpha 512 on the top 8 layers, 3,072-token
 packed rows, lr 1e-4, two epochs. Rows: the first --rows of --data (a build's reading.jsonl),
 else built-in reading-shaped rows (train/tiny.py). Measured 2026-12-04 on the 2-core EPYC VM
-with 8 of Nitro's reading rows: epoch 2 at 270 tokens/s cached vs 194 without (1.39x), the
-ten losses equal to 4 decimals, 40 MB of cache for 11.8k tokens.
+with 8 of Nitro's reading rows (the second command): epoch 2 at 322 tokens/s cached vs 212
+without (1.52x; an earlier run of the same comparison 270 vs 194, 1.39x), the ten losses
+identical, 40 MB of cache for 11.8k tokens.
 """
 from __future__ import annotations
 
