@@ -48,7 +48,11 @@ def markdown_table(summary: Sequence[dict]) -> str:
                                                                   if s.get("unparsed") else "") if "generate" in s else "–")
         misses = f"{s['miss_retrieval']:.1f} / {s['miss_model']:.1f}" if "miss_model" in s else "–"
         bias = f"{s['top_letter']} {100 * s['top_letter_share']:.0f}%" if "top_letter" in s else "–"
-        cells += [_opt(s, "hit_at_k"), _opt(s, "context_hit"), _opt(s, "evidence_hit"), misses, bias, f"{s['too_long']} / {s['truncated']}"]
+        evidence = _opt(s, "evidence_hit")
+        if "right_evidence_in" in s or "right_evidence_out" in s:
+            evidence += " (right " + " / ".join(f"{100 * s[k]:.0f}" if k in s else "–"
+                                                for k in ("right_evidence_in", "right_evidence_out")) + ")"
+        cells += [_opt(s, "hit_at_k"), _opt(s, "context_hit"), evidence, misses, bias, f"{s['too_long']} / {s['truncated']}"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
@@ -120,7 +124,8 @@ NOTES = (
     "± is the standard deviation over runs (each run shuffles the options with its own seed). "
     "*hit@k*: a retrieved chunk comes from one of the item's source files; *in context*: it survived "
     "the token budget; *evidence in context*: every evidence quote of the item is in the prompt's "
-    "documents (the right section, not only the right page). *misses*: wrong answers per run (cyclic) with the source not retrieved / "
+    "documents (the right section, not only the right page); *(right a / b)*: accuracy (cyclic) on "
+    "the items whose evidence was / was not in the prompt. *misses*: wrong answers per run (cyclic) with the source not retrieved / "
     "retrieved. *too long*: items whose question and options did not fit the context (counted "
     "wrong, never cut); *trimmed*: items whose retrieved chunks were cut to fit.")
 

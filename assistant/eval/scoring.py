@@ -317,6 +317,11 @@ def summarize(rows: Sequence[dict]) -> list[dict]:
         with_evidence = [r for r in first if r.get("evidence_hit") is not None]
         if with_evidence:
             s["evidence_hit"] = sum(r["evidence_hit"] for r in with_evidence) / len(with_evidence)
+            for key, reached in (("right_evidence_in", True), ("right_evidence_out", False)):
+                # accuracy on the items whose evidence did / did not reach the prompt (all runs)
+                part = [r for r in group if r.get("evidence_hit") is not None and bool(r["evidence_hit"]) is reached]
+                if part:
+                    s[key] = sum(bool(r.get(f"correct_{head}")) for r in part) / len(part)
         if judged:
             s["hit_at_k"] = sum(r["retrieval_hit"] for r in judged) / len(judged)
             s["context_hit"] = sum(bool(r["context_hit"]) for r in judged) / len(judged)

@@ -43,7 +43,9 @@ def test_evidence_in_context_counts_items_that_have_quotes():
     rows = [{**r, "evidence_hit": {"q0": True, "q1": False, "q2": None}.get(r["id"], True)} for r in _rows()]
     s = summarize(rows)[0]
     assert s["evidence_hit"] == pytest.approx(2 / 3)
-    assert "| 75.0 | 75.0 | 66.7 |" in markdown_table([s])
+    # right with the evidence in the prompt: q0 twice, q3 once of twice; without: q1 twice
+    assert s["right_evidence_in"] == pytest.approx(3 / 4) and s["right_evidence_out"] == 1.0
+    assert "| 75.0 | 75.0 | 66.7 (right 75 / 100) |" in markdown_table([s])
 
 
 def test_write_eval_files_exist_and_png_opens(tmp_path):
