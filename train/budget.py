@@ -131,10 +131,6 @@ def _rag_row(w: Workload) -> int:
     return min(w.max_length, RAG_ROW_EXTRA + (1 + w.distractors) * w.chunk_tokens)
 
 
-def _sft_step_s(w: Workload, r: Rates) -> float:
-    return w.max_length * PACK_FILL / r.train_tokens_per_s
-
-
 def sft_s(steps: int, epoch_steps: int, max_length: int, r: Rates) -> float:
     """Seconds of `steps` packed sft steps: the first epoch at the full speed, the later ones at
     the cached speed where the frozen layers are cached (train/layer_cache.py)."""
@@ -142,6 +138,16 @@ def sft_s(steps: int, epoch_steps: int, max_length: int, r: Rates) -> float:
     first = min(steps, max(1, epoch_steps))
     later = r.train_cached_tokens_per_s or r.train_tokens_per_s
     return step_tokens * (first / r.train_tokens_per_s + (steps - first) / later)
+
+
+def _largest(hi: int, fits) -> int:
+    """The largest n in 1..hi with fits(n), for a `fits` that holds up to some n and not beyond
+    (costs grow with n); 1 when none does (callers check n = 1 first)."""
+    lo = 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
 
 
 def _dpo_step_s(w: Workload, r: Rates) -> float:
@@ -212,11 +218,8 @@ def fit_train_steps(budget_s: float, spent_s: float, after_s: float, epoch_steps
     if cost(1) > room:
         raise OnboardError(f"--budget {budget_s / 60:.0f}m: after {spent_s / 60:.0f} min of index, plan and data, "
                            "no training step fits before the evaluation; raise --budget")
-    lo, hi = 1, most
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if cost(mid) <= room else (lo, mid - 1)
-    return lo, round(cost(lo), 1)
+    steps = _largest(most, lambda n: cost(n) <= room)
+    return steps, round(cost(steps), 1)
 
 
 def plan_budget(budget_s: float, rates: Rates, work: Workload, margin: float = 0.15) -> Plan:
@@ -256,10 +259,7 @@ def _plan_synth(budget_s: float, usable: float, r: Rates, w: Workload) -> Plan:
 
     if usable <= 0 or sum(cost(1)[:2]) > usable:
         raise _too_small(budget_s, budget_s - usable, fixed_stage_s(w, r))
-    lo, hi = 1, max(1, w.chunks)  # largest n with cost(n) <= usable (cost grows with n)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if sum(cost(mid)[:2]) <= usable else (lo, mid - 1)
+    lo = _largest(max(1, w.chunks), lambda n: sum(cost(n)[:2]) <= usable)
     data_s, train_s, sft, dpo = cost(lo)
     notes = [] if lo < w.chunks else [f"the whole corpus ({w.chunks} chunks) fits: the budget has room to spare"]
     return Plan(budget_s, max_chunks=lo, max_steps=max(sft, dpo, 1), pairs=lo * w.questions_per_chunk,
@@ -277,10 +277,7 @@ def _plan_imported(budget_s: float, usable: float, r: Rates, w: Workload) -> Pla
     room = usable - data_s
     if room <= 0 or train_s(1) > room:
         raise _too_small(budget_s, budget_s - room, fixed_stage_s(w, r))
-    lo, hi = 1, max(nat_sft, nat_dpo, 1)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if train_s(mid) <= room else (lo, mid - 1)
+    lo = _largest(max(nat_sft, nat_dpo, 1), lambda n: train_s(n) <= room)
     sft, dpo = min(lo, nat_sft), min(lo, nat_dpo)
     notes = []
     if lo < max(nat_sft, nat_dpo):

@@ -44,10 +44,12 @@ class FrozenLayerCache:
 
     @staticmethod
     def key(*tensors) -> bytes:
+        import torch
+
         h = hashlib.blake2b(digest_size=16)
         for t in tensors:
             h.update(str((tuple(t.shape), t.dtype)).encode())
-            h.update(t.detach().contiguous().view(-1).view(_u8()).cpu().numpy().tobytes())
+            h.update(t.detach().contiguous().view(-1).view(torch.uint8).cpu().numpy().tobytes())
         return h.digest()
 
     @staticmethod
@@ -99,14 +101,9 @@ class FrozenLayerCache:
                 "megabytes": round(self.bytes / 2**20, 1)}
 
 
-def _u8():
-    import torch
-
-    return torch.uint8
-
-
 def _decoder_stack(model):
-    """The `layers` ModuleList of a causal LM (through a peft wrapper), or None."""
+    """(the decoder model, its `layers` ModuleList) of a causal LM (through a peft wrapper), or
+    (None, None)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     inner = getattr(base, "model", None)
     layers = getattr(inner, "layers", None)
