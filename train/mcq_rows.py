@@ -17,21 +17,25 @@ that skill directly, from data any user has - never from evaluation questions:
   * cloze items straight from the chunks, no teacher at all: a line of the docs with one value
     blanked; the options are that value and same-kind values from the same page.
 
+A tenth as many prose rows (prose_rows) keep written answers trained: the RAG answer prompt,
+the same kind of documents, and the pairs' written answers with the chunk's citation.
+
 The documents are the answering chunk among `n_docs - 1` others (one from the same page where
 there is one, as retrieval returns), in a random position; the right letter is uniform. The
 questions of one answering chunk share one set of documents: a row is a chat of up to
 `per_row` of them (the documents in its first turn), so the documents are paid for once per row.
 
-    rows, counts = mcq_rows(pairs, chunks_by_id, pool, seed=0)   # -> reading.jsonl (messages rows; one question: prompt/completion)
+    rows, counts = mcq_rows(pairs, chunks_by_id, pool, seed=0, prose_share=PROSE_SHARE)   # -> reading.jsonl (messages rows; one question: prompt/completion)
 """
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections import Counter, defaultdict
 from typing import NamedTuple
 
-from assistant.chat.prompts import rag_user_message
+from assistant.chat.prompts import SYSTEM_RAG, rag_user_message
 from assistant.eval.mcq import LETTERS
 from assistant.eval.scoring import SYSTEM_MCQ_RAG, format_question
 from assistant.rag.hits import Hit
@@ -48,6 +52,10 @@ CLOZE_MIN_WORDS = 5
 # Questions that share one set of documents in a row (a multi-turn chat): the documents are paid
 # for once per row, so a packed training step carries several letters instead of ~3.
 QUESTIONS_PER_ROW = 8
+# Prose rows (written answers with a citation, in the RAG answer prompt) per MCQ row, and the
+# answers in each: keeps free-form answering trained (prose_rows) for ~10 % more tokens.
+PROSE_SHARE = 0.1
+PROSE_PER_ROW = 4
 
 
 def span_kind(span: str) -> str:
@@ -169,18 +177,18 @@ def pick_docs(oracle: Hit, pool: list[Hit], n_docs: int, rng: random.Random) -> 
     return docs
 
 
-def conversation_row(items: list[tuple[str, str]], docs: list[Hit]) -> dict:
+def conversation_row(items: list[tuple[str, str]], docs: list[Hit], system_prompt: str = SYSTEM_MCQ_RAG) -> dict:
     """One question: a prompt/completion row. Several: one chat in which the first user turn
     carries the documents and every later turn asks another question about them, so the
     documents (~90 % of a one-question row's tokens) are paid for once per row instead of once
     per letter; `messages` rows train on every assistant turn (train/sft.py)."""
-    system = {"role": "system", "content": SYSTEM_MCQ_RAG}
+    system = {"role": "system", "content": system_prompt}
     first = {"role": "user", "content": rag_user_message(items[0][0], docs)}
     if len(items) == 1:
         return {"prompt": [system, first], "completion": [{"role": "assistant", "content": items[0][1]}]}
     messages = [system, first, {"role": "assistant", "content": items[0][1]}]
-    for block, letter in items[1:]:
-        messages += [{"role": "user", "content": f"Question: {block}"}, {"role": "assistant", "content": letter}]
+    for block, reply in items[1:]:
+        messages += [{"role": "user", "content": f"Question: {block}"}, {"role": "assistant", "content": reply}]
     return {"messages": messages}
 
 
@@ -311,18 +319,49 @@ def group_rows(items: list[Item], pool: list[Hit], n_docs: int, per_row: int, se
     return rows, given_away
 
 
+def prose_rows(pairs: list[dict], chunks: dict[str, Hit], pool: list[Hit], n_rows: int, n_docs: int = 3,
+               per_row: int = PROSE_PER_ROW, seed: int = 0) -> tuple[list[dict], int]:
+    """`n_rows` chats in the prompt `onboard ask` answers in (rag mode: the plain RAG system
+    prompt, no options): the documents, then up to `per_row` questions of one answering chunk,
+    each answered with the pair's written answer and the chunk's citation. Why: letter-only
+    rows taught the model to stop writing answers (build v5: free-form 1.6 points below the
+    base, one answer repeating the question); a few prose turns keep that skill trained at ~10 %
+    of the tokens. Returns (rows, answers in them)."""
+    by_chunk: dict[str, list[dict]] = defaultdict(list)
+    for p in pairs:
+        if p.get("chunk_id") in chunks and p.get("answer", "").strip():
+            by_chunk[p["chunk_id"]].append(p)
+    rng = random.Random(f"{seed}/prose")
+    chosen = sorted(by_chunk)
+    rng.shuffle(chosen)
+    rows, answers = [], 0
+    for chunk_id in chosen[:n_rows]:
+        group = by_chunk[chunk_id][:]
+        rng.shuffle(group)
+        docs = pick_docs(chunks[chunk_id], pool, n_docs, rng)
+        cite = f"[{next(i for i, h in enumerate(docs) if h.chunk_id == chunk_id) + 1}]"
+        turns = [(p["question"], f"{' '.join(p['answer'].split())} {cite}") for p in group[:per_row]]
+        rows.append(conversation_row(turns, docs, SYSTEM_RAG))
+        answers += len(turns)
+    return rows, answers
+
+
 def mcq_rows(pairs: list[dict], chunks: dict[str, Hit], pool: list[Hit], n_docs: int = 3,
              seed: int = 0, per_row: int = QUESTIONS_PER_ROW,
-             cloze_per_chunk: int | None = None) -> tuple[list[dict], dict]:
-    """All MCQ rows (questions from pairs, then cloze, grouped by answering chunk), shuffled
-    with `seed`; and their counts. `cloze_per_chunk` None: CLOZE_PER_CHUNK."""
+             cloze_per_chunk: int | None = None, prose_share: float = 0.0) -> tuple[list[dict], dict]:
+    """All MCQ rows (questions from pairs, then cloze, grouped by answering chunk) and
+    `prose_share` as many prose rows (prose_rows), shuffled with `seed`; and their counts.
+    `cloze_per_chunk` None: CLOZE_PER_CHUNK."""
     vocab = Vocabulary(pool)
     items, kinds = pair_items(pairs, chunks, vocab, seed)
     filled = answer_cloze_items(pairs, chunks, vocab, seed)
     close = cloze_items(pool, vocab, seed, CLOZE_PER_CHUNK if cloze_per_chunk is None else cloze_per_chunk)
     rows, given_away = group_rows(items + filled + close, pool, n_docs, max(1, per_row), seed)
+    prose, prose_answers = prose_rows(pairs, chunks, pool, math.ceil(prose_share * len(rows)), n_docs, seed=seed)
+    rows += prose
     random.Random(f"{seed}/mcq-order").shuffle(rows)
     return rows, {"reading": len(rows), "reading_questions": len(items) + len(filled) + len(close),
+                  "reading_prose_rows": len(prose), "reading_prose_answers": prose_answers,
                   "reading_from_pairs": kinds["from_pairs"], "reading_answer_cloze": len(filled),
                   "reading_cloze": len(close), "reading_agreeing_options_dropped": kinds["agreeing_options_dropped"],
                   "reading_near_miss_options": kinds["near_miss_options"],

@@ -16,6 +16,7 @@ Files written (atomically) into the output folder:
                  the docs, a question with four options (the answer, near-miss copies of it,
                  answers of the same page that cannot be right too) and the letter; answer-cloze
                  items (an answer with a value the chunk states blanked); teacher-free cloze items;
+                 and a tenth as many prose rows: the RAG answer prompt, written answers + citation;
   rephrase.jsonl {"text": ...} paraphrases of chunks (language-modelling rows);
   card.json / card.md  counts, teacher, settings, corpus hash, filter summary.
 """
@@ -138,9 +139,10 @@ def write_datasets(out_dir: Path, kept: list[dict], *, chunks: dict[str, dict] |
     files = {"sft.jsonl": write_jsonl(out_dir / "sft.jsonl", sft)}
     mcq_counts = {}
     if pool_hits:
-        from train.mcq_rows import mcq_rows
+        from train.mcq_rows import PROSE_SHARE, mcq_rows
 
-        mcq, mcq_counts = mcq_rows(kept, chunk_hits, pool_hits, seed=seed, cloze_per_chunk=cloze_per_chunk)
+        mcq, mcq_counts = mcq_rows(kept, chunk_hits, pool_hits, seed=seed, cloze_per_chunk=cloze_per_chunk,
+                                   prose_share=PROSE_SHARE)
         files["reading.jsonl"] = write_jsonl(out_dir / "reading.jsonl", mcq)
     else:
         (out_dir / "reading.jsonl").unlink(missing_ok=True)

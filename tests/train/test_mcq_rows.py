@@ -136,3 +136,35 @@ def test_answer_cloze_blanks_a_value_the_answering_chunk_states_and_offers_same_
         assert "____" in block and right in oracle.text and right not in block.split("\n\nA. ")[0]
         assert len({span_kind(o) for o in options}) == 1  # look-alikes of the blanked value's kind
     assert not any("9999" in block for _, block, _, _ in items)  # a value the docs do not state is never asked
+
+
+def test_prose_rows_answer_in_the_rag_prompt_with_the_answering_chunks_citation():
+    from assistant.chat.prompts import SYSTEM_RAG
+    from train.mcq_rows import prose_rows
+
+    pairs = [{"question": f"Question {i} about the port?", "answer": f"Answer {i}:  the port is 3928.", "chunk_id": cid}
+             for i, cid in enumerate(["s1", "s1", "s2", "f1", "s1"])] + [{"question": "No chunk?", "answer": "x"}]
+    rows, answers = prose_rows(pairs, CHUNKS, POOL, n_rows=2, n_docs=2, per_row=2, seed=0)
+    chats = [r.get("messages") or r["prompt"] + r["completion"] for r in rows]
+    assert len(rows) == 2 and answers == sum(m["role"] == "assistant" for c in chats for m in c) == 3
+    for row in rows:
+        chat = row.get("messages") or row["prompt"] + row["completion"]
+        assert chat[0]["content"] == SYSTEM_RAG and chat[1]["content"].startswith("Documents:")
+        docs = chat[1]["content"].split("<document source=")[1:]
+        for turn in chat[2::2]:
+            assert turn["role"] == "assistant" and "  " not in turn["content"]
+            n = int(turn["content"].rsplit("[", 1)[1].rstrip("]"))
+            # the cited document is the answering chunk of the question just asked
+            asked = chat[chat.index(turn) - 1]["content"]
+            pair = next(p for p in pairs if p["question"] in asked)
+            assert CHUNKS[pair["chunk_id"]].text.split("\n")[0] in docs[n - 1]
+    assert prose_rows(pairs, CHUNKS, POOL, n_rows=0)[0] == []
+
+
+def test_mcq_rows_mix_in_a_share_of_prose_rows():
+    pairs = [{"question": f"What is value {i}?", "answer": f"The default `ctx_len` is {2048 + i}.", "chunk_id": "s1"}
+             for i in range(6)]
+    none = mcq_rows(pairs, CHUNKS, POOL, n_docs=2, seed=0, per_row=1)
+    some = mcq_rows(pairs, CHUNKS, POOL, n_docs=2, seed=0, per_row=1, prose_share=0.1)
+    assert none[1]["reading_prose_rows"] == 0 and some[1]["reading_prose_rows"] == 1
+    assert some[1]["reading"] == none[1]["reading"] + 1 and some[1]["reading_prose_answers"] == 4
