@@ -17,8 +17,9 @@ that skill directly, from data any user has - never from evaluation questions:
   * cloze items straight from the chunks, no teacher at all: a line of the docs with one value
     blanked; the options are that value and same-kind values from the same page.
 
-A tenth as many prose rows (prose_rows) keep written answers trained: the RAG answer prompt,
-the same kind of documents, and the pairs' written answers with the chunk's citation.
+Prose rows (prose_rows, `prose_share` of the MCQ rows; off by default since build v6) train
+written answers: the RAG answer prompt, the same kind of documents, and the pairs' written
+answers with the chunk's citation.
 
 The documents are the answering chunk among `n_docs - 1` others (one from the same page where
 there is one, as retrieval returns), in a random position; the right letter is uniform. The
@@ -53,8 +54,9 @@ CLOZE_MIN_WORDS = 5
 # for once per row, so a packed training step carries several letters instead of ~3.
 QUESTIONS_PER_ROW = 8
 # Prose rows (written answers with a citation, in the RAG answer prompt) per MCQ row, and the
-# answers in each: keeps free-form answering trained (prose_rows) for ~10 % more tokens.
-PROSE_SHARE = 0.1
+# answers in each (prose_rows). Off: build v6 mixed in 0.1 (+9 % tokens, 2/3 of the trained
+# answer tokens) and fell from v5's +15.0 / +10.0 to +7.5 / +7.5 (card: build v6).
+PROSE_SHARE = 0.0
 PROSE_PER_ROW = 4
 
 
@@ -324,9 +326,8 @@ def prose_rows(pairs: list[dict], chunks: dict[str, Hit], pool: list[Hit], n_row
     """`n_rows` chats in the prompt `onboard ask` answers in (rag mode: the plain RAG system
     prompt, no options): the documents, then up to `per_row` questions of one answering chunk,
     each answered with the pair's written answer and the chunk's citation. Why: letter-only
-    rows taught the model to stop writing answers (build v5: free-form 1.6 points below the
-    base, one answer repeating the question); a few prose turns keep that skill trained at ~10 %
-    of the tokens. Returns (rows, answers in them)."""
+    rows may cost written answers (build v5: free-form 1.6 points below the base, one answer
+    repeating the question); build v6 measured a tenth of them (card). Returns (rows, answers)."""
     by_chunk: dict[str, list[dict]] = defaultdict(list)
     for p in pairs:
         if p.get("chunk_id") in chunks and p.get("answer", "").strip():

@@ -16,7 +16,7 @@ Files written (atomically) into the output folder:
                  the docs, a question with four options (the answer, near-miss copies of it,
                  answers of the same page that cannot be right too) and the letter; answer-cloze
                  items (an answer with a value the chunk states blanked); teacher-free cloze items;
-                 and a tenth as many prose rows: the RAG answer prompt, written answers + citation;
+                 optionally prose rows (RAG answer prompt, written answer + citation; off);
   rephrase.jsonl {"text": ...} paraphrases of chunks (language-modelling rows);
   card.json / card.md  counts, teacher, settings, corpus hash, filter summary.
 """
