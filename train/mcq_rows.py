@@ -54,8 +54,8 @@ CLOZE_MIN_WORDS = 5
 # for once per row, so a packed training step carries several letters instead of ~3.
 QUESTIONS_PER_ROW = 8
 # Prose rows (written answers with a citation, in the RAG answer prompt) per MCQ row, and the
-# answers in each (prose_rows). Off: build v6 mixed in 0.1 (+9 % tokens, 2/3 of the trained
-# answer tokens) and fell from v5's +15.0 / +10.0 to +7.5 / +7.5 (card: build v6).
+# answers in each (prose_rows). Off: build v6 mixed in 0.1 (+6 % tokens, but more than half of
+# the tokens the loss is on) and fell from v5's +15.0 / +10.0 to +7.5 / +7.5 (card: build v6).
 PROSE_SHARE = 0.0
 PROSE_PER_ROW = 4
 
@@ -340,7 +340,7 @@ def prose_rows(pairs: list[dict], chunks: dict[str, Hit], pool: list[Hit], n_row
         group = by_chunk[chunk_id][:]
         rng.shuffle(group)
         docs = pick_docs(chunks[chunk_id], pool, n_docs, rng)
-        cite = f"[{next(i for i, h in enumerate(docs) if h.chunk_id == chunk_id) + 1}]"
+        cite = f"[{docs.index(chunks[chunk_id]) + 1}]"  # pick_docs placed the answering chunk
         turns = [(p["question"], f"{' '.join(p['answer'].split())} {cite}") for p in group[:per_row]]
         rows.append(conversation_row(turns, docs, SYSTEM_RAG))
         answers += len(turns)
