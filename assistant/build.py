@@ -171,7 +171,8 @@ class Build:
             else:
                 planned = self.state["stages"].get("plan", {}).get("result", {}).get("stage_s", {}).get(stage)
                 if stage == "train":
-                    planned = (self.result("data").get("fit") or {}).get("train_s", planned)
+                    fit = self.result("data").get("fit") or {}
+                    planned = fit["train_s"] + fit.get("later_stages_s", 0.0) if fit else planned
                 eta = time.strftime("%H:%M", time.localtime(time.time() + planned)) if planned else ""
                 self.say(f"▶ {stage}" + (f" (planned {planned / 60:.1f} min, ETA {eta})" if planned else ""))
                 t0 = time.perf_counter()
@@ -250,7 +251,8 @@ class Build:
             if fit:
                 self._apply_fit(fit)
                 self.say(f"fit: {fit['max_steps']} training steps, {fit['epochs']} epochs of {fit['epoch_steps']} "
-                         f"(~{fit['train_s'] / 60:.1f} min), fit the time left")
+                         f"(~{fit['train_s'] / 60:.1f} min)" + (f", then ~{fit['later_stages_s'] / 60:.1f} min of "
+                         "later stages" if fit.get("later_stages_s") else "") + ", fit the time left")
         return {"dir": str(out), "counts": summary.get("counts", {}), "overlap": overlap, "fit": fit,
                 "teacher": summary.get("teacher", {"name": "imported " + Path(self.cfg.data or "").name})}
 
@@ -260,12 +262,14 @@ class Build:
 
         recipe, notes = load_recipe(self.cfg.recipe), []
         data_dir = self.dir / "data"
-        missing = [s for s in recipe.stages
-                   if s.type == "dpo" and not all((data_dir / d).is_file() for d in s.data)]
+        # imported Q&A gives preference pairs only when it has plausible wrong answers, and prose
+        # rows (a later sft stage's) only for pairs with an answering chunk: such stages are skipped
+        missing = [s for i, s in enumerate(recipe.stages) if (s.type == "dpo" or (i and s.type == "sft"))
+                   and not all((data_dir / d).is_file() for d in s.data)]
         if missing and len(missing) < len(recipe.stages):
-            # imported Q&A gives preference pairs only when it has plausible wrong answers
             recipe = dataclasses.replace(recipe, stages=[s for s in recipe.stages if s not in missing])
-            notes.append(f"no preference pairs in the data: skipped DPO stage(s) {', '.join(s.name for s in missing)}")
+            what = "preference pairs" if all(s.type == "dpo" for s in missing) else "rows"
+            notes.append(f"no {what} in the data for stage(s) {', '.join(s.name for s in missing)}: skipped")
             self.say(notes[-1])
         final = run_recipe(recipe, self.dir / "train", data_dir=data_dir, base=self.cfg.student,
                            max_steps=self.cfg.max_steps, settings=self.settings, progress=self.progress)

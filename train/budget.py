@@ -50,6 +50,7 @@ DPO_COST = 2 * 4 / 3        # chosen + rejected, plus the reference forward (a t
 MERGE_S_PER_GB = 40.0       # one SLERP candidate: read two models, merge, write (per GB of HF weights)
 QUANT_S_PER_GB = 12.0       # HF -> GGUF f16 and one quantized type, verified (0.5B, 2.5 GB: f16+Q8_0+Q4_K_M 48 s)
 PACK_FILL = 0.95            # packed 1024-token rows are nearly full (best-fit packing)
+STAGE_LOAD_S = 60.0         # a further training stage: load the previous stage's model, merge and save its own
 
 
 @dataclass
@@ -312,29 +313,42 @@ def mcq_sizes(items) -> tuple[int, int]:
 
 def fit_after_data(settings, cfg, data_dir: Path, spent_s: float, plan: dict) -> dict | None:
     """Refit the plan's step cap to the rows the data stage wrote and the time left, for recipes
-    whose only trainer is sft (a dpo stage keeps the plan's cap). None: nothing to refit."""
+    whose trainers are sft only (a dpo stage keeps the plan's cap). The first sft stage is the
+    one sized; a later one (cpu-specialist's short prose stage) runs its epochs over its own rows,
+    and its time comes off the first's. None: nothing to refit."""
     from train.base import hf_model_dir
     from train.common import load_rows
     from train.recipe import load_recipe
 
     stages = load_recipe(cfg.recipe).stages
     sft = [s for s in stages if s.type == "sft"]
-    if len(sft) != 1 or any(s.type == "dpo" for s in stages) or not plan.get("rates"):
+    if not sft or any(s.type == "dpo" for s in stages) or not plan.get("rates"):
         return None
-    params = sft[0].params
-    files = [Path(data_dir) / d for d in sft[0].data]
-    if not all(f.is_file() for f in files):
+    files = [[Path(data_dir) / d for d in s.data] for s in sft]
+    if not all(f.is_file() for stage_files in files for f in stage_files):
         return None
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(hf_model_dir(cfg.student, settings))
-    tokens = 0
-    for row in load_rows(files, "sft", mixed=True):
-        for m in row.get("messages") or row["prompt"] + row["completion"]:
-            tokens += len(tok(m["content"])["input_ids"]) + 5  # + the chat template's turn markers
-    epoch_steps = max(1, math.ceil(tokens / (params.max_length * PACK_FILL)))
+
+    def epoch_tokens(stage_files: list[Path]) -> int:
+        tokens = 0
+        for row in load_rows(stage_files, "sft", mixed=True):
+            for m in row.get("messages") or row["prompt"] + row["completion"]:
+                tokens += len(tok(m["content"])["input_ids"]) + 5  # + the chat template's turn markers
+        return tokens
+
     rates = Rates(**{k: v for k, v in plan["rates"].items() if k in Rates.__dataclass_fields__})
-    after = sum(plan.get("stage_s", {}).get(k, 0.0) for k in ("quantize", "evaluate", "report"))
+    later_s = 0.0
+    for stage, stage_files in zip(sft[1:], files[1:]):
+        p = stage.params
+        steps = max(1, math.ceil(epoch_tokens(stage_files) / (p.max_length * PACK_FILL)))
+        later_s += STAGE_LOAD_S + TRAIN_OVERHEAD * sft_s(math.ceil(p.epochs * steps), steps, p.max_length, rates)
+    params = sft[0].params
+    tokens = epoch_tokens(files[0])
+    epoch_steps = max(1, math.ceil(tokens / (params.max_length * PACK_FILL)))
+    after = later_s + sum(plan.get("stage_s", {}).get(k, 0.0) for k in ("quantize", "evaluate", "report"))
     steps, train_s = fit_train_steps(cfg.budget, spent_s, after, epoch_steps, params.epochs, params.max_length, rates)
     return {"tokens_per_epoch": tokens, "epoch_steps": epoch_steps, "max_steps": steps,
-            "epochs": round(steps / epoch_steps, 2), "train_s": train_s, "after_s": round(after, 1)}
+            "epochs": round(steps / epoch_steps, 2), "train_s": train_s, "later_stages_s": round(later_s, 1),
+            "after_s": round(after, 1)}

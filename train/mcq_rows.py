@@ -17,9 +17,10 @@ that skill directly, from data any user has - never from evaluation questions:
   * cloze items straight from the chunks, no teacher at all: a line of the docs with one value
     blanked; the options are that value and same-kind values from the same page.
 
-Prose rows (prose_rows, `prose_share` of the MCQ rows; off by default since build v6) train
-written answers: the RAG answer prompt, the same kind of documents, and the pairs' written
-answers with the chunk's citation.
+Prose rows (prose_rows) train written answers: the RAG answer prompt, the same kind of
+documents, and the pairs' written answers with the chunk's citation. Mixed into the MCQ rows
+(`prose_share`, off since build v6) they took the loss from the letters; written to a file of
+their own (prose.jsonl, PROSE_STAGE_SHARE) a second, short stage trains them after the letters.
 
 The documents are the answering chunk among `n_docs - 1` others (one from the same page where
 there is one, as retrieval returns), in a random position; the right letter is uniform. The
@@ -58,6 +59,10 @@ QUESTIONS_PER_ROW = 8
 # the tokens the loss is on) and fell from v5's +15.0 / +10.0 to +7.5 / +7.5 (card: build v6).
 PROSE_SHARE = 0.0
 PROSE_PER_ROW = 4
+# Prose rows for a stage of their own (prose.jsonl, as many as this share of the MCQ rows): the
+# cpu-specialist recipe trains them after the letters, in a short second sft stage, so the
+# letters keep the loss of the first (build v7).
+PROSE_STAGE_SHARE = 0.1
 
 
 def span_kind(span: str) -> str:

@@ -4,7 +4,7 @@ item's question (cosine of MiniLM embeddings, the index's embedder), drop them, 
     onboard data check-overlap data/gpt4 --mcq ../shared/eval/nitro_mcq_public.jsonl
     report = check_overlap(Path("data/gpt4"), Path("mcq.jsonl"), threshold=0.9)
 
-Every row of sft.jsonl, dpo.jsonl and reading.jsonl is reduced to its questions (each user turn; for a
+Every row of sft.jsonl, dpo.jsonl, reading.jsonl and prose.jsonl is reduced to its questions (each user turn; for a
 with-context turn the text after its final "Question: ", without the options of an MCQ row), each distinct question is embedded once
 and compared with every MCQ question. Rows with a question at or above `threshold` are removed from the files
 (rewritten atomically; the removed rows go to overlap-dropped.jsonl so nothing is lost) and the
@@ -21,7 +21,7 @@ from pathlib import Path
 from assistant.errors import OnboardError
 from assistant.files import atomic_write_text
 
-FILES = ("sft.jsonl", "dpo.jsonl", "reading.jsonl")
+FILES = ("sft.jsonl", "dpo.jsonl", "reading.jsonl", "prose.jsonl")
 DEFAULT_THRESHOLD = 0.9
 BINS = (-1.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.01)
 

@@ -16,7 +16,10 @@ Files written (atomically) into the output folder:
                  the docs, a question with four options (the answer, near-miss copies of it,
                  answers of the same page that cannot be right too) and the letter; answer-cloze
                  items (an answer with a value the chunk states blanked); teacher-free cloze items;
-                 optionally prose rows (RAG answer prompt, written answer + citation; off);
+                 optionally prose rows mixed in (off since build v6);
+  prose.jsonl    prose rows (train/mcq_rows.py prose_rows): the RAG answer prompt, the docs, the
+                 pairs' written answers with the answering chunk's citation [n]; a tenth as many
+                 as reading rows, for a short sft stage after the letters;
   rephrase.jsonl {"text": ...} paraphrases of chunks (language-modelling rows);
   card.json / card.md  counts, teacher, settings, corpus hash, filter summary.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import time
 from collections import Counter
@@ -139,13 +143,21 @@ def write_datasets(out_dir: Path, kept: list[dict], *, chunks: dict[str, dict] |
     files = {"sft.jsonl": write_jsonl(out_dir / "sft.jsonl", sft)}
     mcq_counts = {}
     if pool_hits:
-        from train.mcq_rows import PROSE_SHARE, mcq_rows
+        from train.mcq_rows import PROSE_SHARE, PROSE_STAGE_SHARE, mcq_rows, prose_rows
 
         mcq, mcq_counts = mcq_rows(kept, chunk_hits, pool_hits, seed=seed, cloze_per_chunk=cloze_per_chunk,
                                    prose_share=PROSE_SHARE)
         files["reading.jsonl"] = write_jsonl(out_dir / "reading.jsonl", mcq)
+        prose, prose_answers = prose_rows(kept, chunk_hits, pool_hits, math.ceil(PROSE_STAGE_SHARE * len(mcq)),
+                                          seed=seed)
+        mcq_counts.update(prose=len(prose), prose_answers=prose_answers)
     else:
+        prose = []
         (out_dir / "reading.jsonl").unlink(missing_ok=True)
+    if prose:
+        files["prose.jsonl"] = write_jsonl(out_dir / "prose.jsonl", prose)
+    else:
+        (out_dir / "prose.jsonl").unlink(missing_ok=True)
     if dpo:
         files["dpo.jsonl"] = write_jsonl(out_dir / "dpo.jsonl", dpo)
     else:

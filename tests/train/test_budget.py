@@ -162,3 +162,30 @@ def test_fit_after_data_counts_the_real_rows(tiny_llama_dir, tmp_path):
     dpo = tmp_path / "d.yaml"
     dpo.write_text(recipe.read_text() + "  - {name: dpo, type: dpo, data: [reading.jsonl]}\n")
     assert fit_after_data(load_settings(), SimpleNamespace(**{**vars(cfg), "recipe": str(dpo)}), tmp_path, 0, plan) is None
+
+
+def test_fit_after_data_takes_a_later_stages_epochs_off_the_first(tiny_llama_dir, tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from assistant.settings import load_settings
+    from train.budget import STAGE_LOAD_S, fit_after_data
+    from train.tiny import reading_rows
+
+    (tmp_path / "reading.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reading_rows(40, 500)))
+    (tmp_path / "prose.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reading_rows(12, 500)))
+    one = ("name: r\nbase: x\nstages:\n  - {name: sft, type: sft, model: base, data: [reading.jsonl],"
+           " lora_layers: 1, epochs: 4, max_length: 1024}\n")
+    two = one + "  - {name: prose, type: sft, data: [prose.jsonl], epochs: 3, max_length: 1024}\n"
+    plan = {"rates": dataclasses.asdict(dataclasses.replace(RATES, train_tokens_per_s=20, train_cached_tokens_per_s=30)),
+            "stage_s": {"quantize": 100.0, "evaluate": 300.0, "report": 10.0}}
+    fits = []
+    for i, text in enumerate((one, two)):
+        recipe = tmp_path / f"r{i}.yaml"
+        recipe.write_text(text)
+        cfg = SimpleNamespace(recipe=str(recipe), student=str(tiny_llama_dir), budget=3000.0)
+        fits.append(fit_after_data(load_settings(), cfg, tmp_path, 100.0, plan))
+    assert fits[0]["later_stages_s"] == 0 and fits[0]["tokens_per_epoch"] == fits[1]["tokens_per_epoch"]
+    assert fits[1]["later_stages_s"] > STAGE_LOAD_S  # three epochs of ~6k tokens at 20-30 tokens/s, and a load
+    assert fits[1]["after_s"] == 410.0 + fits[1]["later_stages_s"]
+    assert 0 < fits[1]["max_steps"] < fits[0]["max_steps"]  # the first stage gets what the second leaves

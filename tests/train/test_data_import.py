@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
+from assistant.chat.prompts import SYSTEM_RAG
 from assistant.errors import OnboardError
 from train.data_import import import_qa, read_pairs
 
@@ -47,6 +49,11 @@ def test_import_csv_with_corpus_gives_closed_book_and_context_rows(gpt4_csv, nit
     assert all(set(r) == {"prompt", "completion"} and r["prompt"][-1]["role"] == "user" for r in sft)
     dpo = rows(tmp_path / "out" / "dpo.jsonl")
     assert dpo and all(r["chosen"] != r["rejected"] for r in dpo)
+    reading, prose = rows(tmp_path / "out" / "reading.jsonl"), rows(tmp_path / "out" / "prose.jsonl")
+    assert len(prose) == s["counts"]["prose"] == -(-len(reading) // 10)  # a tenth as many as reading rows
+    chats = [r.get("messages") or r["prompt"] + r["completion"] for r in prose]  # one answer: prompt/completion
+    assert all(c[0]["content"] == SYSTEM_RAG for c in chats)  # onboard ask's prompt, no options
+    assert all(re.search(r" \[\d\]$", m["content"]) for c in chats for m in c if m["role"] == "assistant")
     card = json.loads((tmp_path / "out" / "card.json").read_text())
     assert card["command"] == "data import" and card["source"].endswith("qa.csv")
     assert len(card["corpus"]["sha256"]) == 64
@@ -64,6 +71,7 @@ def test_import_jsonl_without_corpus_and_cli(tmp_path, run_cli):
     summary = json.loads(out)
     assert summary["filter"] == {**summary["filter"], "input": 2, "kept": 1, "dropped": {"exact_duplicate": 1}}
     assert len(rows(tmp_path / "o" / "sft.jsonl")) == 1 and not (tmp_path / "o" / "dpo.jsonl").exists()
+    assert not (tmp_path / "o" / "prose.jsonl").exists()  # no corpus: no answering chunk to cite
 
 
 def test_bad_import_files_are_clear_errors(tmp_path, run_cli):
