@@ -324,29 +324,27 @@ def fit_after_data(settings, cfg, data_dir: Path, spent_s: float, plan: dict) ->
     sft = [s for s in stages if s.type == "sft"]
     if not sft or any(s.type == "dpo" for s in stages) or not plan.get("rates"):
         return None
-    files = [[Path(data_dir) / d for d in s.data] for s in sft]
-    if not all(f.is_file() for stage_files in files for f in stage_files):
+    if not all((Path(data_dir) / d).is_file() for s in sft for d in s.data):
         return None
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(hf_model_dir(cfg.student, settings))
 
-    def epoch_tokens(stage_files: list[Path]) -> int:
+    def epoch(stage) -> tuple[int, int]:
+        """(tokens, packed steps) of one epoch of a stage's rows."""
         tokens = 0
-        for row in load_rows(stage_files, "sft", mixed=True):
+        for row in load_rows([Path(data_dir) / d for d in stage.data], "sft", mixed=True):
             for m in row.get("messages") or row["prompt"] + row["completion"]:
                 tokens += len(tok(m["content"])["input_ids"]) + 5  # + the chat template's turn markers
-        return tokens
+        return tokens, max(1, math.ceil(tokens / (stage.params.max_length * PACK_FILL)))
 
     rates = Rates(**{k: v for k, v in plan["rates"].items() if k in Rates.__dataclass_fields__})
     later_s = 0.0
-    for stage, stage_files in zip(sft[1:], files[1:]):
-        p = stage.params
-        steps = max(1, math.ceil(epoch_tokens(stage_files) / (p.max_length * PACK_FILL)))
+    for stage in sft[1:]:
+        p, steps = stage.params, epoch(stage)[1]
         later_s += STAGE_LOAD_S + TRAIN_OVERHEAD * sft_s(math.ceil(p.epochs * steps), steps, p.max_length, rates)
     params = sft[0].params
-    tokens = epoch_tokens(files[0])
-    epoch_steps = max(1, math.ceil(tokens / (params.max_length * PACK_FILL)))
+    tokens, epoch_steps = epoch(sft[0])
     after = later_s + sum(plan.get("stage_s", {}).get(k, 0.0) for k in ("quantize", "evaluate", "report"))
     steps, train_s = fit_train_steps(cfg.budget, spent_s, after, epoch_steps, params.epochs, params.max_length, rates)
     return {"tokens_per_epoch": tokens, "epoch_steps": epoch_steps, "max_steps": steps,

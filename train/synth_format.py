@@ -141,7 +141,7 @@ def write_datasets(out_dir: Path, kept: list[dict], *, chunks: dict[str, dict] |
             n_oracle += with_oracle
     dpo, dpo_sources = dpo_rows(kept, vectors, seed)
     files = {"sft.jsonl": write_jsonl(out_dir / "sft.jsonl", sft)}
-    mcq_counts = {}
+    mcq_counts, prose = {}, []
     if pool_hits:
         from train.mcq_rows import PROSE_SHARE, PROSE_STAGE_SHARE, mcq_rows, prose_rows
 
@@ -152,7 +152,6 @@ def write_datasets(out_dir: Path, kept: list[dict], *, chunks: dict[str, dict] |
                                           seed=seed)
         mcq_counts.update(prose=len(prose), prose_answers=prose_answers)
     else:
-        prose = []
         (out_dir / "reading.jsonl").unlink(missing_ok=True)
     if prose:
         files["prose.jsonl"] = write_jsonl(out_dir / "prose.jsonl", prose)
