@@ -172,7 +172,7 @@ class Build:
                 planned = self.state["stages"].get("plan", {}).get("result", {}).get("stage_s", {}).get(stage)
                 if stage == "train":
                     fit = self.result("data").get("fit") or {}
-                    planned = fit["train_s"] + fit.get("later_stages_s", 0.0) if fit else planned
+                    planned = fit.get("time_limit_s", fit["train_s"]) + fit.get("later_stages_s", 0.0) if fit else planned
                 eta = time.strftime("%H:%M", time.localtime(time.time() + planned)) if planned else ""
                 self.say(f"▶ {stage}" + (f" (planned {planned / 60:.1f} min, ETA {eta})" if planned else ""))
                 t0 = time.perf_counter()
@@ -198,8 +198,8 @@ class Build:
 
     def _apply_fit(self, fit: dict) -> None:
         """The data stage's refit of the step cap (train.budget.fit_after_data), below --max-steps."""
-        asked = self.asked_max_steps
-        self.cfg.max_steps = min(asked, fit["max_steps"]) if asked else fit["max_steps"]
+        asked, most = self.asked_max_steps, fit.get("most_steps", fit["max_steps"])  # a time fit may train up to most
+        self.cfg.max_steps = min(asked, most) if asked else most
 
     # --- stages ----------------------------------------------------------------------------
     def stage_plan(self) -> dict:
@@ -252,7 +252,9 @@ class Build:
                 self._apply_fit(fit)
                 self.say(f"fit: {fit['max_steps']} training steps, {fit['epochs']} epochs of {fit['epoch_steps']} "
                          f"(~{fit['train_s'] / 60:.1f} min)" + (f", then ~{fit['later_stages_s'] / 60:.1f} min of "
-                         "later stages" if fit.get("later_stages_s") else "") + ", fit the time left")
+                         "later stages" if fit.get("later_stages_s") else "") + ", fit the time left; "
+                         f"the real step times set the count (up to {fit['most_steps']}) to end within "
+                         f"{fit['time_limit_s'] / 60:.1f} min")
         return {"dir": str(out), "counts": summary.get("counts", {}), "overlap": overlap, "fit": fit,
                 "teacher": summary.get("teacher", {"name": "imported " + Path(self.cfg.data or "").name})}
 
@@ -271,8 +273,11 @@ class Build:
             what = "preference pairs" if all(s.type == "dpo" for s in missing) else "rows"
             notes.append(f"no {what} in the data for stage(s) {', '.join(s.name for s in missing)}: skipped")
             self.say(notes[-1])
+        fit = self.result("data").get("fit") or {}
+        time_fit = {"limit_s": fit["time_limit_s"], "planned_steps": fit["max_steps"]} if "time_limit_s" in fit else None
         final = run_recipe(recipe, self.dir / "train", data_dir=data_dir, base=self.cfg.student,
-                           max_steps=self.cfg.max_steps, settings=self.settings, progress=self.progress)
+                           max_steps=self.cfg.max_steps, settings=self.settings, progress=self.progress,
+                           time_fit=time_fit)
         run = json.loads((self.dir / "train" / "run.json").read_text(encoding="utf-8"))
         return {"final_model": str(final), "stages": run.get("stages", []), "notes": notes}
 

@@ -45,6 +45,7 @@ OVERHEAD = 1.15             # retries, model loading, Python between the calls
 TRAIN_OVERHEAD = 1.05       # model loading, tokenizing, checkpoints (build v4: 2435 s for a measured 2390)
 READING_PAIR_TOKENS = 90    # reading rows (train/mcq_rows.py) per imported pair (Nitro: 267k tokens, 3000 pairs)
 FIT_MARGIN = 0.10           # after the data stage: what is left to guess is training and evaluation only (0.05: build v6, 82 of 90 min)
+TIME_FIT_MARGIN = 0.05      # the same once training times itself (train/time_fit.py): only the stages after it are guessed
 DPO_BATCH = 4               # rows a DPO step on CPU (train.common.detect_device)
 DPO_COST = 2 * 4 / 3        # chosen + rejected, plus the reference forward (a third of fwd+bwd)
 MERGE_S_PER_GB = 40.0       # one SLERP candidate: read two models, merge, write (per GB of HF weights)
@@ -315,7 +316,8 @@ def fit_after_data(settings, cfg, data_dir: Path, spent_s: float, plan: dict) ->
     """Refit the plan's step cap to the rows the data stage wrote and the time left, for recipes
     whose trainers are sft only (a dpo stage keeps the plan's cap). The first sft stage is the
     one sized; a later one (cpu-specialist's short prose stage) runs its epochs over its own rows,
-    and its time comes off the first's. None: nothing to refit."""
+    and its time comes off the first's. The first stage then times itself (train/time_fit.py):
+    up to `most_steps`, as many as end within `time_limit_s`. None: nothing to refit."""
     from train.base import hf_model_dir
     from train.common import load_rows
     from train.recipe import load_recipe
@@ -347,6 +349,9 @@ def fit_after_data(settings, cfg, data_dir: Path, spent_s: float, plan: dict) ->
     tokens, epoch_steps = epoch(sft[0])
     after = later_s + sum(plan.get("stage_s", {}).get(k, 0.0) for k in ("quantize", "evaluate", "report"))
     steps, train_s = fit_train_steps(cfg.budget, spent_s, after, epoch_steps, params.epochs, params.max_length, rates)
+    # the estimate starts the stage; its real step times then set its length within this limit
+    time_limit_s = cfg.budget * (1 - TIME_FIT_MARGIN) - spent_s - after
     return {"tokens_per_epoch": tokens, "epoch_steps": epoch_steps, "max_steps": steps,
             "epochs": round(steps / epoch_steps, 2), "train_s": train_s, "later_stages_s": round(later_s, 1),
-            "after_s": round(after, 1)}
+            "after_s": round(after, 1), "most_steps": max(steps, math.ceil(params.epochs * epoch_steps)),
+            "time_limit_s": round(max(train_s, time_limit_s), 1)}

@@ -139,8 +139,8 @@ def make_progress_callback(title: str, enabled: bool):
                     self.progress.update(self.task, loss=f"{entry['loss']:.4f}")
 
         def on_step_end(self, args, state, control, **kw):
-            if self.progress is not None:
-                self.progress.update(self.task, completed=state.global_step)
+            if self.progress is not None:  # the total too: a time fit (train/time_fit.py) may change it
+                self.progress.update(self.task, completed=state.global_step, total=state.max_steps)
 
         def on_train_end(self, args, state, control, **kw):
             if self.progress is not None:

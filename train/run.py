@@ -116,11 +116,13 @@ def _versions() -> dict:
 def run_recipe(recipe: Recipe | str | os.PathLike, out_dir: Path, *, data_dir: Path | None = None,
                base: str | None = None, quick: bool = False, max_steps: int | None = None,
                settings=None, progress: bool = True, models: dict[str, str] | None = None,
-               scorer: Callable[[Path], float] | None = None) -> Path:
+               scorer: Callable[[Path], float] | None = None, time_fit: dict | None = None) -> Path:
     """Run every stage (skipping/resuming as above); returns the final HF model folder.
 
     models: overrides of the recipe's model aliases (e.g. {"partner": "path/to/hf-dir"}).
     scorer: `fn(model_dir) -> float` (higher is better) for merge stages that sweep `t`.
+    time_fit: {"limit_s", "planned_steps"} for the first sft stage, which then trains the steps
+    that fit in `limit_s` seconds (train/time_fit.py; a --budget build's refit gives it).
     """
     from assistant.settings import load_settings
     from train.common import detect_device, read_jsonl
@@ -142,6 +144,7 @@ def run_recipe(recipe: Recipe | str | os.PathLike, out_dir: Path, *, data_dir: P
         f"({device.dtype}) -> {out_dir}")
     heldout: list[dict] = []
     summary = []
+    timed = next((s.name for s in recipe.stages if s.type == "sft"), None) if time_fit else None
     for i, stage in enumerate(recipe.stages, 1):
         stage_dir = out_dir / f"{i:02d}-{stage.name}"
         refs = stage.models or [stage.model]
@@ -157,8 +160,9 @@ def run_recipe(recipe: Recipe | str | os.PathLike, out_dir: Path, *, data_dir: P
         else:
             from train.common import StageContext
 
+            extras = {"heldout_rows": heldout, **({"time_fit": time_fit} if stage.name == timed else {})}
             ctx = StageContext(out_dir=stage_dir, device=device, max_steps=max_steps, progress=progress,
-                               settings=settings, extras={"heldout_rows": heldout})
+                               settings=settings, extras=extras)
             manifest = _train_stage(recipe, i, stage, key, list(zip(refs, resolved)), data_files, ctx,
                                     scorer, data_dir, say)
         inputs.outputs[stage.name] = (model_dir, manifest["output"]["sha256"])
@@ -269,6 +273,9 @@ def _brief(metrics: dict) -> str:
         parts.append(f"{metrics['tokens_per_s']:.0f} tokens/s")
     if "t" in metrics:
         parts.append(f"t={metrics['t']}")
+    if (metrics.get("time_fit") or {}).get("steps"):
+        tf = metrics["time_fit"]
+        parts.append(f"time fit: {tf['steps']} of {tf['of']} steps ({tf['epochs']} epochs)")
     return ", ".join(parts) or "ok"
 
 

@@ -124,9 +124,12 @@ def tokenized_rows(rows: list[dict], tok) -> list[dict]:
 
 
 def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageContext) -> dict:
-    """Train, merge the adapter, save to ctx.model_dir. Returns metrics for the manifest."""
+    """Train, merge the adapter, save to ctx.model_dir. Returns metrics for the manifest.
+    ctx.extras["time_fit"] ({"limit_s", "planned_steps"}): fit the steps to the time (train/time_fit.py)."""
     from datasets import Dataset
     from trl import SFTTrainer
+
+    begun = time.perf_counter()
 
     rows = load_rows(data_files, "sft", mixed=True)
     train_rows, heldout = split_holdout(rows, p.holdout, p.seed)
@@ -139,11 +142,18 @@ def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageCon
                           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in heldout))
     model, tok = load_model(model_dir, ctx.device, packed=p.packing)
     callback = make_progress_callback(f"sft {ctx.out_dir.name}", ctx.progress)
+    callbacks = [callback]
+    if ctx.extras.get("time_fit"):
+        from train.time_fit import make_time_fit
+
+        fit = ctx.extras["time_fit"]
+        callbacks.append(make_time_fit(fit["limit_s"], fit.get("planned_steps"), ctx.out_dir / "time-fit.json",
+                                       started=begun))
     if any("messages" in r for r in train_rows):
         train_rows = tokenized_rows(train_rows, tok)
     trainer = SFTTrainer(model=model, args=sft_config(p, ctx), train_dataset=Dataset.from_list(train_rows),
                          processing_class=tok, peft_config=lora_config(p, model) if p.lora else None,
-                         callbacks=[callback])
+                         callbacks=callbacks)
     quiet_trainer(trainer)
     stop_at_epochs(trainer, p.epochs)
     resume = last_checkpoint(ctx.ckpt_dir)
@@ -157,6 +167,8 @@ def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageCon
     metrics.update(rows=len(rows), train_rows=len(train_rows), heldout_rows=len(heldout))
     if cache.enabled:
         metrics["layer_cache"] = cache.summary()
+    if len(callbacks) > 1:
+        metrics["time_fit"] = callbacks[1].summary()
     save_merged(trainer, tok, ctx.model_dir, ctx.device.torch_dtype)
     return metrics
 

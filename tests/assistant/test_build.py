@@ -140,7 +140,9 @@ def test_data_stage_refit_raises_the_cap_and_is_kept_by_a_resumed_build(tmp_path
     s = load_settings()
     (tmp_path / "docs").mkdir()
     plan = {"max_chunks": None, "max_steps": 11, "stage_s": {"train": 600.0}}
-    fit = {"max_steps": 25, "train_s": 900.0}
+    fits = {"estimate": {"max_steps": 25, "train_s": 900.0},
+            # a time fit (train/time_fit.py) starts the stage for up to the recipe's epochs
+            "timed": {"max_steps": 25, "train_s": 900.0, "most_steps": 40, "time_limit_s": 1000.0}}
 
     def funcs(build):
         def plan_stage():
@@ -152,8 +154,9 @@ def test_data_stage_refit_raises_the_cap_and_is_kept_by_a_resumed_build(tmp_path
             return {"fit": fit}
         return {"index": lambda: {}, "plan": plan_stage, "data": data_stage}
 
-    for asked, want in ((None, 25), (9, 9)):
-        out = tmp_path / f"b{asked}"
+    for kind, asked, want in (("estimate", None, 25), ("estimate", 9, 9), ("timed", None, 40), ("timed", 9, 9)):
+        fit = fits[kind]
+        out = tmp_path / f"b{kind}{asked}"
         b = Build(s, make_config(s, BuildConfig(str(tmp_path / "docs"), name="t", budget=5400, max_steps=asked)), out)
         b.run(stages=funcs(b))
         assert b.cfg.max_steps == want  # the refit may raise the plan's cap, never above --max-steps

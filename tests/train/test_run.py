@@ -118,3 +118,17 @@ def test_docs_specialist_on_real_smollm2_few_steps(tmp_path, onboard_home):
     assert merge["t"] in (0.5, 0.7, 0.85, 1.0) and len(merge["sweep"]) == 4
     assert all("domain_loss" in c and "general_loss" in c for c in merge["sweep"])
     assert list((onboard_home / "cache" / "hf").glob("smollm2-135m-*/model.safetensors"))
+
+
+def test_a_time_fit_applies_to_the_first_sft_stage_only(tiny_llama_dir, tiny_data, tmp_path):
+    recipe = tmp_path / "two.yaml"
+    recipe.write_text("name: two\nstages:\n"
+                      "  - {name: letters, type: sft, data: sft.jsonl, epochs: 3, lora_r: 8, lora_alpha: 16}\n"
+                      "  - {name: prose, type: sft, model: previous, data: sft.jsonl, epochs: 3, lora_r: 8,"
+                      " lora_alpha: 16}\n")
+    out = tmp_path / "run"
+    run_recipe(load_recipe(recipe), out, data_dir=tiny_data, base=str(tiny_llama_dir), progress=False,
+               time_fit={"limit_s": 0.0, "planned_steps": None})
+    first, second = (json.loads((out / d / "manifest.json").read_text()) for d in ("01-letters", "02-prose"))
+    assert first["metrics"]["time_fit"]["why"] == "time limit reached" and first["metrics"]["steps"] == 1
+    assert "time_fit" not in second["metrics"] and second["metrics"]["steps"] > 1  # its own epochs, untimed
