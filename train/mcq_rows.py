@@ -19,19 +19,19 @@ that skill directly, from data any user has - never from evaluation questions:
 
 Prose rows (prose_rows) train written answers: the RAG answer prompt, the same kind of
 documents, and the pairs' written answers with the chunk's citation. Mixed into the MCQ rows
-(`prose_share`, off since build v6) they took the loss from the letters; written to a file of
-their own (prose.jsonl, PROSE_STAGE_SHARE) a second, short stage trains them after the letters.
+(build v6: a tenth as many) they took the loss from the letters (+7.5 / +7.5 against v5's
++15.0 / +10.0); written to a file of their own (prose.jsonl, PROSE_STAGE_SHARE) a second, short
+stage trains them after the letters (build v7).
 
 The documents are the answering chunk among `n_docs - 1` others (one from the same page where
 there is one, as retrieval returns), in a random position; the right letter is uniform. The
 questions of one answering chunk share one set of documents: a row is a chat of up to
 `per_row` of them (the documents in its first turn), so the documents are paid for once per row.
 
-    rows, counts = mcq_rows(pairs, chunks_by_id, pool, seed=0, prose_share=PROSE_SHARE)   # -> reading.jsonl (messages rows; one question: prompt/completion)
+    rows, counts = mcq_rows(pairs, chunks_by_id, pool, seed=0)   # -> reading.jsonl (messages rows; one question: prompt/completion)
 """
 from __future__ import annotations
 
-import math
 import random
 import re
 from collections import Counter, defaultdict
@@ -54,10 +54,7 @@ CLOZE_MIN_WORDS = 5
 # Questions that share one set of documents in a row (a multi-turn chat): the documents are paid
 # for once per row, so a packed training step carries several letters instead of ~3.
 QUESTIONS_PER_ROW = 8
-# Prose rows (written answers with a citation, in the RAG answer prompt) per MCQ row, and the
-# answers in each (prose_rows). Off: build v6 mixed in 0.1 (+6 % tokens, but more than half of
-# the tokens the loss is on) and fell from v5's +15.0 / +10.0 to +7.5 / +7.5 (card: build v6).
-PROSE_SHARE = 0.0
+# Written answers in one prose row (prose_rows): they share its documents.
 PROSE_PER_ROW = 4
 # Prose rows for a stage of their own (prose.jsonl, as many as this share of the MCQ rows): the
 # cpu-specialist recipe trains them after the letters, in a short second sft stage, so the
@@ -354,20 +351,16 @@ def prose_rows(pairs: list[dict], chunks: dict[str, Hit], pool: list[Hit], n_row
 
 def mcq_rows(pairs: list[dict], chunks: dict[str, Hit], pool: list[Hit], n_docs: int = 3,
              seed: int = 0, per_row: int = QUESTIONS_PER_ROW,
-             cloze_per_chunk: int | None = None, prose_share: float = 0.0) -> tuple[list[dict], dict]:
-    """All MCQ rows (questions from pairs, then cloze, grouped by answering chunk) and
-    `prose_share` as many prose rows (prose_rows), shuffled with `seed`; and their counts.
-    `cloze_per_chunk` None: CLOZE_PER_CHUNK."""
+             cloze_per_chunk: int | None = None) -> tuple[list[dict], dict]:
+    """All MCQ rows (questions from pairs, then cloze, grouped by answering chunk), shuffled with
+    `seed`; and their counts. `cloze_per_chunk` None: CLOZE_PER_CHUNK."""
     vocab = Vocabulary(pool)
     items, kinds = pair_items(pairs, chunks, vocab, seed)
     filled = answer_cloze_items(pairs, chunks, vocab, seed)
     close = cloze_items(pool, vocab, seed, CLOZE_PER_CHUNK if cloze_per_chunk is None else cloze_per_chunk)
     rows, given_away = group_rows(items + filled + close, pool, n_docs, max(1, per_row), seed)
-    prose, prose_answers = prose_rows(pairs, chunks, pool, math.ceil(prose_share * len(rows)), n_docs, seed=seed)
-    rows += prose
     random.Random(f"{seed}/mcq-order").shuffle(rows)
     return rows, {"reading": len(rows), "reading_questions": len(items) + len(filled) + len(close),
-                  "reading_prose_rows": len(prose), "reading_prose_answers": prose_answers,
                   "reading_from_pairs": kinds["from_pairs"], "reading_answer_cloze": len(filled),
                   "reading_cloze": len(close), "reading_agreeing_options_dropped": kinds["agreeing_options_dropped"],
                   "reading_near_miss_options": kinds["near_miss_options"],

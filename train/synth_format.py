@@ -143,10 +143,9 @@ def write_datasets(out_dir: Path, kept: list[dict], *, chunks: dict[str, dict] |
     files = {"sft.jsonl": write_jsonl(out_dir / "sft.jsonl", sft)}
     mcq_counts, prose = {}, []
     if pool_hits:
-        from train.mcq_rows import PROSE_SHARE, PROSE_STAGE_SHARE, mcq_rows, prose_rows
+        from train.mcq_rows import PROSE_STAGE_SHARE, mcq_rows, prose_rows
 
-        mcq, mcq_counts = mcq_rows(kept, chunk_hits, pool_hits, seed=seed, cloze_per_chunk=cloze_per_chunk,
-                                   prose_share=PROSE_SHARE)
+        mcq, mcq_counts = mcq_rows(kept, chunk_hits, pool_hits, seed=seed, cloze_per_chunk=cloze_per_chunk)
         files["reading.jsonl"] = write_jsonl(out_dir / "reading.jsonl", mcq)
         prose, prose_answers = prose_rows(kept, chunk_hits, pool_hits, math.ceil(PROSE_STAGE_SHARE * len(mcq)),
                                           seed=seed)

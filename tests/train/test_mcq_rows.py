@@ -160,11 +160,3 @@ def test_prose_rows_answer_in_the_rag_prompt_with_the_answering_chunks_citation(
             assert CHUNKS[pair["chunk_id"]].text.split("\n")[0] in docs[n - 1]
     assert prose_rows(pairs, CHUNKS, POOL, n_rows=0)[0] == []
 
-
-def test_mcq_rows_mix_in_a_share_of_prose_rows():
-    pairs = [{"question": f"What is value {i}?", "answer": f"The default `ctx_len` is {2048 + i}.", "chunk_id": "s1"}
-             for i in range(6)]
-    none = mcq_rows(pairs, CHUNKS, POOL, n_docs=2, seed=0, per_row=1)
-    some = mcq_rows(pairs, CHUNKS, POOL, n_docs=2, seed=0, per_row=1, prose_share=0.1)
-    assert none[1]["reading_prose_rows"] == 0 and some[1]["reading_prose_rows"] == 1
-    assert some[1]["reading"] == none[1]["reading"] + 1 and some[1]["reading_prose_answers"] == 4
