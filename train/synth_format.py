@@ -16,10 +16,9 @@ Files written (atomically) into the output folder:
                  the docs, a question with four options (the answer, near-miss copies of it,
                  answers of the same page that cannot be right too) and the letter; answer-cloze
                  items (an answer with a value the chunk states blanked); teacher-free cloze items;
-                 optionally prose rows mixed in (off since build v6);
   prose.jsonl    prose rows (train/mcq_rows.py prose_rows): the RAG answer prompt, the docs, the
-                 pairs' written answers with the answering chunk's citation [n]; a tenth as many
-                 as reading rows, for a short sft stage after the letters;
+                 pairs' written answers with the answering chunk's citation [n]; 0.3 times as
+                 many as reading rows (PROSE_STAGE_SHARE), for a short sft stage after the letters;
   rephrase.jsonl {"text": ...} paraphrases of chunks (language-modelling rows);
   card.json / card.md  counts, teacher, settings, corpus hash, filter summary.
 """

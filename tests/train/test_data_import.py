@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from assistant.chat.prompts import SYSTEM_RAG
 from assistant.errors import OnboardError
 from train.data_import import import_qa, read_pairs
+from train.mcq_rows import PROSE_STAGE_SHARE
 
 CSV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nitro_qa_gpt4.csv"
 
@@ -50,7 +52,7 @@ def test_import_csv_with_corpus_gives_closed_book_and_context_rows(gpt4_csv, nit
     dpo = rows(tmp_path / "out" / "dpo.jsonl")
     assert dpo and all(r["chosen"] != r["rejected"] for r in dpo)
     reading, prose = rows(tmp_path / "out" / "reading.jsonl"), rows(tmp_path / "out" / "prose.jsonl")
-    assert len(prose) == s["counts"]["prose"] == -(-len(reading) // 10)  # a tenth as many as reading rows
+    assert len(prose) == s["counts"]["prose"] == math.ceil(PROSE_STAGE_SHARE * len(reading))  # a share of them
     chats = [r.get("messages") or r["prompt"] + r["completion"] for r in prose]  # one answer: prompt/completion
     assert all(c[0]["content"] == SYSTEM_RAG for c in chats)  # onboard ask's prompt, no options
     assert all(re.search(r" \[\d\]$", m["content"]) for c in chats for m in c if m["role"] == "assistant")
