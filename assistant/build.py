@@ -339,7 +339,12 @@ def _stage_note(stage: str, result: dict) -> str:
         c = result.get("counts", {})
         return ", ".join(f"{k} {v}" for k, v in c.items() if isinstance(v, int))[:120]
     if stage == "train":
-        return "; ".join(f"{s['stage']} ({s['type']})" for s in result.get("stages", []))
+        def brief(s: dict) -> str:
+            m = s.get("metrics", {})
+            fit = (m.get("time_fit") or {}).get("epochs")
+            return f"{s['stage']} ({s['type']}" + (f", {m['steps']} steps" if m.get("steps") else "") + (
+                f", {fit} epochs by the time fit" if fit else "") + ")"
+        return "; ".join(brief(s) for s in result.get("stages", []))
     if stage == "quantize":
         return ", ".join(f"{t} {r.get('size_mb', '?')} MB" + (" (registered)" if r.get("registered") else "")
                          for t, r in result.items())
