@@ -142,13 +142,13 @@ def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageCon
                           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in heldout))
     model, tok = load_model(model_dir, ctx.device, packed=p.packing)
     callback = make_progress_callback(f"sft {ctx.out_dir.name}", ctx.progress)
-    callbacks = [callback]
+    time_fit = None
     if ctx.extras.get("time_fit"):
         from train.time_fit import make_time_fit
 
         fit = ctx.extras["time_fit"]
-        callbacks.append(make_time_fit(fit["limit_s"], fit.get("planned_steps"), ctx.out_dir / "time-fit.json",
-                                       started=begun))
+        time_fit = make_time_fit(fit["limit_s"], fit.get("planned_steps"), ctx.out_dir / "time-fit.json", started=begun)
+    callbacks = [callback] + ([time_fit] if time_fit is not None else [])
     if any("messages" in r for r in train_rows):
         train_rows = tokenized_rows(train_rows, tok)
     trainer = SFTTrainer(model=model, args=sft_config(p, ctx), train_dataset=Dataset.from_list(train_rows),
@@ -167,8 +167,8 @@ def run_sft(model_dir: Path, data_files: list[Path], p: SftParams, ctx: StageCon
     metrics.update(rows=len(rows), train_rows=len(train_rows), heldout_rows=len(heldout))
     if cache.enabled:
         metrics["layer_cache"] = cache.summary()
-    if len(callbacks) > 1:
-        metrics["time_fit"] = callbacks[1].summary()
+    if time_fit is not None:
+        metrics["time_fit"] = time_fit.summary()
     save_merged(trainer, tok, ctx.model_dir, ctx.device.torch_dtype)
     return metrics
 

@@ -94,6 +94,10 @@ def make_time_fit(limit_s: float, planned_steps: int | None, record: Path, start
             if state.global_step >= state.max_steps:
                 control.should_training_stop = True  # DefaultFlowCallback ran before this decision
 
+        def _full_steps(self) -> list[float]:
+            """Times of the first epoch's steps seen here, the first (warm-up) left out."""
+            return [s for i, s in self.step_s.items() if 1 < i <= self.epoch_steps]
+
         def _cached_step_s(self) -> float:
             later = [s for i, s in self.step_s.items() if i > self.epoch_steps + 1] or list(self.step_s.values())
             return sum(later) / len(later)
@@ -102,9 +106,11 @@ def make_time_fit(limit_s: float, planned_steps: int | None, record: Path, start
             """Seconds of the stage so far; steps before a resume are charged at this process's
             mean full / cached step time."""
             elapsed = time.perf_counter() - self.started
-            full = [s for i, s in self.step_s.items() if 1 < i <= self.epoch_steps] or list(self.step_s.values())
-            for i in range(1, self.resumed_at + 1):
-                elapsed += sum(full) / len(full) if i <= self.epoch_steps else self._cached_step_s()
+            if self.resumed_at:
+                full = self._full_steps() or list(self.step_s.values())
+                elapsed += min(self.resumed_at, self.epoch_steps) * sum(full) / len(full)
+                if self.resumed_at > self.epoch_steps:
+                    elapsed += (self.resumed_at - self.epoch_steps) * self._cached_step_s()
             return elapsed
 
         def _decide(self, args, state, why: str, cached_step_s: float | None) -> None:
@@ -113,7 +119,7 @@ def make_time_fit(limit_s: float, planned_steps: int | None, record: Path, start
                 steps = step
             else:
                 steps = steps_that_fit(limit_s, self._elapsed(), step, cached_step_s, self.most)
-            full = [s for i, s in self.step_s.items() if 1 < i <= self.epoch_steps]
+            full = self._full_steps()
             self.decision = {"steps": steps, "of": self.most, "at_step": step, "why": why,
                              "epochs": round(steps / self.epoch_steps, 2), "limit_s": round(limit_s, 1),
                              "full_step_s": round(sum(full) / len(full), 2) if full else None,
