@@ -37,7 +37,7 @@ import re
 from collections import Counter, defaultdict
 from typing import NamedTuple
 
-from assistant.chat.prompts import SYSTEM_RAG, rag_user_message
+from assistant.chat.prompts import SYSTEM_RAG, cited_answer, rag_user_message
 from assistant.eval.mcq import LETTERS
 from assistant.eval.scoring import SYSTEM_MCQ_RAG, format_question
 from assistant.rag.hits import Hit
@@ -343,8 +343,9 @@ def prose_rows(pairs: list[dict], chunks: dict[str, Hit], pool: list[Hit], n_row
         group = by_chunk[chunk_id][:]
         rng.shuffle(group)
         docs = pick_docs(chunks[chunk_id], pool, n_docs, rng)
-        cite = f"[{docs.index(chunks[chunk_id]) + 1}]"  # pick_docs placed the answering chunk
-        turns = [(p["question"], f"{' '.join(p['answer'].split())} {cite}") for p in group[:per_row]]
+        # pick_docs placed the answering chunk among the docs
+        turns = [(p["question"], cited_answer(" ".join(p["answer"].split()), docs, chunks[chunk_id]))
+                 for p in group[:per_row]]
         rows.append(conversation_row(turns, docs, SYSTEM_RAG))
         answers += len(turns)
     return rows, answers

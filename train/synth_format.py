@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from assistant.chat.prompts import SYSTEM_PLAIN, SYSTEM_RAG, rag_user_message
+from assistant.chat.prompts import SYSTEM_PLAIN, SYSTEM_RAG, cited_answer, rag_user_message
 from assistant.files import atomic_write_text
 from assistant.rag.hits import Hit
 from train.data_filter import token_f1
@@ -60,9 +60,7 @@ def raft_row(question: str, answer: str, oracle: Hit, pool: list[Hit], distracto
     with_oracle = rng.random() < p_oracle
     if with_oracle:
         docs.insert(rng.randrange(len(docs) + 1), oracle)
-    completion = answer
-    if with_oracle:
-        completion = f"{answer.rstrip()} [{docs.index(oracle) + 1}]"
+    completion = cited_answer(answer, docs, oracle) if with_oracle else answer
     row = {"prompt": [{"role": "system", "content": SYSTEM_RAG},
                       {"role": "user", "content": rag_user_message(question, docs)}],
            "completion": [{"role": "assistant", "content": completion}]}

@@ -59,6 +59,12 @@ def rag_user_message(question: str, hits: Sequence[Hit]) -> str:
     return f"Documents:\n{render_documents(hits)}Question: {question}"
 
 
+def cited_answer(answer: str, hits: Sequence[Hit], source: Hit) -> str:
+    """`answer` as SYSTEM_RAG asks for it: the text, then `source`'s number among `hits`. Training
+    rows end their answers this way so the tuned model cites as the chat expects."""
+    return f"{answer.rstrip()} [{list(hits).index(source) + 1}]"
+
+
 def fit_hits(model, hits: Sequence[Hit], budget_tokens: int) -> list[Hit]:
     """Keep hits in rank order while they fit `budget_tokens`; trim the last one by tokens."""
     kept, used = [], 0
