@@ -237,7 +237,7 @@ def run_freeform(settings, mcq: str, model_names: list[str], modes: list[str], r
     from assistant.eval.run import CHECKPOINT_NAME, Checkpoint, read_run_items
     from assistant.eval.scoring import summarize
     from assistant.files import sha256_file
-    from assistant.llm.chat_model import load_settings_model
+    from assistant.llm.chat_model import load_eval_model
     from assistant.llm.registry import model_label, resolve_model
 
     path, items = read_run_items(mcq, modes, runs)
@@ -260,7 +260,7 @@ def run_freeform(settings, mcq: str, model_names: list[str], modes: list[str], r
             raise OnboardError(f"--grader-checks needs an 'evidence' field in {path.name}")
         for label, texts in check_answers(items, evidence).items():
             answer_sets.append((label, "check", {i: {"answer": t} for i, t in texts.items()}))
-    scorer = LetterScorer(load_settings_model(grader_file, settings))
+    scorer = LetterScorer(load_eval_model(grader_file, settings))
     rows = []
     for label, mode, answers in answer_sets:
         graded = grade_rows(scorer, items, answers, label, mode, runs, settings.seed, checkpoint.done,

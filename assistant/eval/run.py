@@ -75,10 +75,10 @@ def run_eval(settings: Settings, mcq: str, model_names: list[str], modes: list[s
 
 def _load_models(settings: Settings, model_names: list[str], labels: dict[str, str]) -> dict:
     """label -> loaded model, in the order given."""
-    from assistant.llm.chat_model import load_settings_model
+    from assistant.llm.chat_model import load_eval_model
     from assistant.llm.registry import model_label, resolve_model
 
-    return {labels.get(name, model_label(name)): load_settings_model(resolve_model(name, settings), settings)
+    return {labels.get(name, model_label(name)): load_eval_model(resolve_model(name, settings), settings)
             for name in model_names}
 
 

@@ -111,6 +111,19 @@ class ChatModel:
     def name(self) -> str:
         return self.path.name
 
+    def forget_kv(self, memory_mb: int = 512) -> None:
+        """Empty the context and start a new, memory-only document store, as a new process has.
+        Why: llama.cpp's arithmetic depends a little on where cells sit in the KV cache, so a
+        block loaded from the disk store, or a prompt start kept from an earlier prompt, moves
+        letter log-probs by a few hundredths. Evaluations call this so that their numbers do not
+        depend on what earlier runs left on disk: the same base GGUF scored 42.5 % in one build
+        and 46.0 % in another before (docs/results/specialist-qwen0.5b.md, build v9)."""
+        with self.lock:
+            self.llm.reset()
+            self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            if self.blocks.store is not None:
+                self.blocks.store = BlockStore(memory_mb=memory_mb)
+
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
@@ -229,6 +242,15 @@ def load_chat_model(path: str | Path, n_ctx: int = 4096, n_threads: int | None =
         if model.blocks.enabled and kv_cache_dir is not None and kv_cache_mb > 0:
             model.blocks.store.attach_disk(kv_cache_dir, kv_cache_mb)
         return model
+
+
+def load_eval_model(path: str | Path, settings) -> ChatModel:
+    """load_settings_model for an evaluation: what it scores does not depend on earlier runs
+    (ChatModel.forget_kv); blocks are still reused within the evaluation, in memory up to the
+    disk store's size (kv_cache_mb) so that an evaluation re-reads no more than it did with it."""
+    model = load_settings_model(path, settings)
+    model.forget_kv(memory_mb=max(512, settings.kv_cache_mb))
+    return model
 
 
 def load_settings_model(path: str | Path, settings) -> ChatModel:

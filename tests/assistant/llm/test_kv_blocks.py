@@ -186,3 +186,29 @@ def test_stored_prefix_is_loaded_instead_of_read(reuse_model, smollm_gguf):
     again = _next_token_logprobs(other, q, DOCS[:1], reuse=True)
     assert other.blocks.prefix_loaded and other.blocks.spliced == 1 and other.blocks.encoded == 0
     np.testing.assert_allclose(again, warm, atol=1e-4)
+
+
+def test_forget_kv_scores_as_a_new_process_would(tmp_path, smollm_gguf):
+    """An evaluation starts from forget_kv: blocks an earlier run left in memory or on disk, and
+    the prompt left in the context, are not used, so the rows are those of a fresh model."""
+    from assistant.eval.mcq import MCQItem
+    from assistant.eval.scoring import evaluate
+
+    items = [MCQItem("a", "Which port does the server use by default?", ["80", "3928", "8080", "443"], 1),
+             MCQItem("b", "How do I enable continuous batching?", ["cont_batching true", "ngl 0", "--host", "ctx_len"], 0)]
+
+    def score(model):
+        rows = evaluate(items, {"m": model}, ["rag"], runs=2, retriever=_FixedRetriever(DOCS), k=3)
+        return [(r["id"], r["run"], r["single_lp"]) for r in rows]
+
+    disk = tmp_path / "kv"
+    used = ChatModel(smollm_gguf, n_ctx=2048, n_threads=2, seed=0,
+                     block_store=BlockStore(memory_mb=256, disk_dir=disk, disk_mb=64))
+    score(used)
+    assert list(disk.glob("*/*.kv")) and used.llm.n_tokens > 0
+    used.forget_kv()
+    assert used.llm.n_tokens == 0 and used.blocks.store.disk_dir is None and used.blocks.enabled
+    again = score(used)
+    assert used.blocks.store.hits > 0 and used.blocks.store.misses > 0  # reused within the run, read anew first
+    fresh = ChatModel(smollm_gguf, n_ctx=2048, n_threads=2, seed=0, block_store=BlockStore(memory_mb=256))
+    assert again == score(fresh)
