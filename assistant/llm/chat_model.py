@@ -102,8 +102,11 @@ class ChatModel:
         self.formatter = _chat_formatter(self.llm)
         # Document KV reuse (kv_blocks.py) is on when blocks.enabled: a store was given and
         # the context can shift positions.
+        # The store's key names the file's version, not only its path: a rebuilt model under the
+        # same name has the same path and, quantized alike, the same size.
+        stat = self.path.stat()
         self.blocks = BlockPrefill(self.llm, block_store if self.formatter else None,
-                                   f"{self.path.resolve()}:{self.path.stat().st_size}")
+                                   f"{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
         # Drafts tokens for answers over documents (prompt_lookup.py); None turns it off.
         self.prompt_lookup: PromptLookup | None = PromptLookup() if prompt_lookup else None
 

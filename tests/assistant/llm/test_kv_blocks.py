@@ -212,3 +212,23 @@ def test_forget_kv_scores_as_a_new_process_would(tmp_path, smollm_gguf):
     assert used.blocks.store.hits > 0 and used.blocks.store.misses > 0  # reused within the run, read anew first
     fresh = ChatModel(smollm_gguf, n_ctx=2048, n_threads=2, seed=0, block_store=BlockStore(memory_mb=256))
     assert again == score(fresh)
+
+
+def test_a_rebuilt_model_under_the_same_path_does_not_splice_the_old_ones_blocks(tmp_path, smollm_gguf):
+    """A model rebuilt under the same name has the same path and often the same size: its
+    blocks are stored apart from the old file's (the key has the file's mtime)."""
+    import os
+    import shutil
+
+    path = tmp_path / "model.gguf"
+    shutil.copyfile(smollm_gguf, path)
+    store = BlockStore(memory_mb=256)
+    old = ChatModel(path, n_ctx=2048, n_threads=2, seed=0, block_store=store)
+    q = "Which port does the server use by default?"
+    _next_token_logprobs(old, q, DOCS[:1], reuse=True)
+    assert old.blocks.encoded == 1
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # rewritten: same size, newer
+    new = ChatModel(path, n_ctx=2048, n_threads=2, seed=0, block_store=store)
+    _next_token_logprobs(new, q, DOCS[:1], reuse=True)
+    assert new.blocks.model_id != old.blocks.model_id and new.blocks.encoded == 1 and new.blocks.spliced == 0
