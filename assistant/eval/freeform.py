@@ -108,6 +108,9 @@ def free_answers(settings, model_name: str, questions: Sequence[tuple[str, str]]
     from assistant.chat.session import Session
     from assistant.llm.registry import resolve_model
 
+    from assistant.llm.chat_model import for_evaluation
+
+    fresh = session is None  # our own session's model starts empty; a caller's is left as it is
     session = session or Session(settings, model_name=model_name, index=index, progress=False)
     config = generation_config(settings, str(resolve_model(model_name, settings)), mode, index)
     out = {}
@@ -117,6 +120,9 @@ def free_answers(settings, model_name: str, questions: Sequence[tuple[str, str]]
         if row is None and deadline is not None and time.monotonic() > deadline:
             continue
         if row is None:
+            if fresh:  # loaded only once an answer is not cached
+                for_evaluation(session.model(), settings)
+                fresh = False
             t0 = time.perf_counter()
             result = session.job(question, mode=mode, index=index, temperature=0.0).run()
             row = cache.put(key, {"id": qid, "answer": result.answer, "looped": result.looped,

@@ -251,7 +251,11 @@ def load_eval_model(path: str | Path, settings) -> ChatModel:
     """load_settings_model for an evaluation: what it scores does not depend on earlier runs
     (ChatModel.forget_kv); blocks are still reused within the evaluation, in memory up to the
     disk store's size (kv_cache_mb) so that an evaluation re-reads no more than it did with it."""
-    model = load_settings_model(path, settings)
+    return for_evaluation(load_settings_model(path, settings), settings)
+
+
+def for_evaluation(model: ChatModel, settings) -> ChatModel:
+    """`model` emptied for an evaluation (forget_kv), its memory store as large as the disk's."""
     model.forget_kv(memory_mb=max(512, settings.kv_cache_mb))
     return model
 
