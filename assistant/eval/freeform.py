@@ -106,9 +106,8 @@ def free_answers(settings, model_name: str, questions: Sequence[tuple[str, str]]
     cached answers are reused, new ones appended to `cache`. Past `deadline` (time.monotonic())
     no new answer is started: the result then lacks those ids (a later call resumes)."""
     from assistant.chat.session import Session
-    from assistant.llm.registry import resolve_model
-
     from assistant.llm.chat_model import for_evaluation
+    from assistant.llm.registry import resolve_model
 
     fresh = session is None  # our own session's model starts empty; a caller's is left as it is
     session = session or Session(settings, model_name=model_name, index=index, progress=False)
